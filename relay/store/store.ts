@@ -1,0 +1,97 @@
+/**
+ * The relay's persistent state behind one interface: SQLite now
+ * (relay/store/sqlite.ts), PostgreSQL later. Every method is async so a
+ * networked store fits the same shape. Records use camelCase; timestamps are
+ * ISO-8601 strings (UTC).
+ */
+
+export type Protocol = 'tcp' | 'udp';
+
+export interface ServerRecord {
+  /** DNS-label-safe id: [a-z0-9]([a-z0-9-]{0,61}[a-z0-9])? */
+  id: string;
+  owner: string;
+  /** Public ports allocated to this server (contiguous when possible), ascending. */
+  ports: number[];
+  udp: boolean;
+  /** sha256 hex of the agent token secret; never the token itself. */
+  tokenHash: string;
+  /** HTTPS proxy switch (PUT /proxy). */
+  proxyEnabled: boolean;
+  /** Server-wide IP allowlist for the proxy (PUT /proxy `allowedIps`). */
+  allowedIps: string[];
+  /** Server-wide access control document (PUT /proxy/access), as given. */
+  access: Record<string, unknown> | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface MappingRecord {
+  /** `port_` + random, stable. */
+  id: string;
+  serverId: string;
+  internalPort: number;
+  externalPort: number;
+  protocol: Protocol;
+  description: string;
+  /** Unique per relay when set (https://{owner}-{name}.{domain}). */
+  name: string | null;
+  /** Publish an HTTPS endpoint too. */
+  http: boolean;
+  /** Random >=128-bit base32 token for https://{token}.secure.{domain}; set when http. */
+  httpsToken: string | null;
+  /** Who declared it: the management API or the agent's own config. */
+  source: 'api' | 'agent';
+  healthCheck: Record<string, unknown> | null;
+  accessControl: Record<string, unknown> | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  /** null = admin key (sees everything); otherwise scoped to this owner. */
+  owner: string | null;
+  /** sha256 hex of the key secret. */
+  keyHash: string;
+  createdAt: string;
+}
+
+export type NewServer = Omit<ServerRecord, 'createdAt' | 'updatedAt' | 'proxyEnabled' | 'allowedIps' | 'access'> &
+  Partial<Pick<ServerRecord, 'proxyEnabled' | 'allowedIps' | 'access'>>;
+export type ServerPatch = Partial<Omit<ServerRecord, 'id' | 'createdAt' | 'updatedAt'>>;
+export type NewMapping = Omit<MappingRecord, 'createdAt' | 'updatedAt'>;
+export type MappingPatch = Partial<Omit<MappingRecord, 'id' | 'serverId' | 'createdAt' | 'updatedAt'>>;
+
+export interface Store {
+  /** Creates a server; throws PorticoError CONFLICT if the id exists. */
+  createServer(s: NewServer): Promise<ServerRecord>;
+  getServer(id: string): Promise<ServerRecord | undefined>;
+  /** All servers, or those of one owner. Ordered by createdAt. */
+  listServers(owner?: string): Promise<ServerRecord[]>;
+  /** Throws NOT_FOUND if missing. Bumps updatedAt. */
+  updateServer(id: string, patch: ServerPatch): Promise<ServerRecord>;
+  /** Deletes the server and its mappings; false if it did not exist. */
+  deleteServer(id: string): Promise<boolean>;
+
+  createMapping(m: NewMapping): Promise<MappingRecord>;
+  getMapping(serverId: string, id: string): Promise<MappingRecord | undefined>;
+  listMappings(serverId: string): Promise<MappingRecord[]>;
+  /** Every mapping of every server (the relay builds its routing tables from this at start). */
+  listAllMappings(): Promise<MappingRecord[]>;
+  findMappingByName(name: string): Promise<MappingRecord | undefined>;
+  findMappingByHttpsToken(token: string): Promise<MappingRecord | undefined>;
+  updateMapping(serverId: string, id: string, patch: MappingPatch): Promise<MappingRecord>;
+  deleteMapping(serverId: string, id: string): Promise<boolean>;
+
+  createApiKey(k: Omit<ApiKeyRecord, 'createdAt'>): Promise<ApiKeyRecord>;
+  findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  deleteApiKey(id: string): Promise<boolean>;
+
+  /** Small key/value table for relay-wide facts (schema version, CA fingerprint, …). */
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string): Promise<void>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,86 @@
+/**
+ * Validated, frozen configuration shapes. The YAML keys are snake_case (see
+ * ../../deploy/config/relay.full.yaml); these objects are their camelCase form,
+ * with durations in milliseconds and addresses split into host and port.
+ */
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface RelayConfig {
+  /** Absolute path. */
+  dataDir: string;
+  domain: string;
+  publicHostname: string;
+  dev: boolean;
+  logLevel: string;
+  tunnel: {
+    listen: HostPort;
+    /** Absolute paths; undefined in dev (a self-signed pair is made in dataDir). */
+    cert?: string;
+    key?: string;
+    /** Max yamux receive window per stream, bytes (key: stream_window, e.g. "4MiB"). */
+    streamWindow: number;
+    /** Send a ping after this long without receiving anything (ms). */
+    keepaliveInterval: number;
+    /** Declare the peer dead after this long without receiving anything (ms). */
+    keepaliveTimeout: number;
+    /** Agent must send its hello within this long (ms). */
+    handshakeTimeout: number;
+  };
+  ports: {
+    bind: string;
+    range: { start: number; end: number };
+    perServer: number;
+    reserved: number[];
+  };
+  mappings: {
+    maxPerServer: number;
+    reservedInternalPorts: number[];
+  };
+  https: {
+    listen: HostPort;
+    cert?: string;
+    key?: string;
+    timeouts: { standard: number; streaming: number; download: number };
+  };
+  http: { listen: HostPort };
+  api: { listen: HostPort };
+  store: { url: string };
+  udp: { flowIdleTimeout: number };
+  /** How long SIGTERM waits for open streams before exiting (ms). */
+  shutdownGrace: number;
+}
+
+export interface AgentMappingSpec {
+  internalPort: number;
+  externalPort?: number;
+  name?: string;
+  http?: boolean;
+  protocol?: 'tcp' | 'udp';
+  description?: string;
+}
+
+export interface AgentConfig {
+  /** host:port of the relay's tunnel listener. */
+  relay: HostPort;
+  token: string;
+  /** Absolute path of a CA bundle to verify the relay with. */
+  ca?: string;
+  insecure: boolean;
+  /** TLS server name to verify (defaults to relay host). */
+  serverName?: string;
+  localHost: string;
+  /** undefined = retry forever. */
+  maxRetries?: number;
+  logLevel: string;
+  mappings: AgentMappingSpec[];
+  /** Max yamux receive window per stream, bytes. */
+  streamWindow: number;
+  keepaliveInterval: number;
+  keepaliveTimeout: number;
+  /** Backoff cap between reconnects (ms). */
+  maxBackoff: number;
+}
