@@ -1,0 +1,78 @@
+/** TLS transport (the default): TLS 1.2+ (1.3 preferred), Nagle off. */
+import tls from 'node:tls';
+import net from 'node:net';
+import { PorticoError } from '../errors.js';
+import type { ClientTransport, DialOptions, ListenOptions, PeerInfo, ServerTransport, TransportListener } from './transport.js';
+
+const SOCKET_KEEPALIVE_MS = 30_000;
+
+export const tlsServerTransport: ServerTransport = {
+  name: 'tls',
+  listen(opts: ListenOptions, onConnection, onError): Promise<TransportListener> {
+    const server = tls.createServer({
+      cert: opts.cert,
+      key: opts.key,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: opts.handshakeTimeout,
+      // The mux does its own half-close; keep the TCP side simple.
+      allowHalfOpen: false,
+    });
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, SOCKET_KEEPALIVE_MS);
+      const peer: PeerInfo = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, transport: 'tls' };
+      onConnection(socket, peer);
+    });
+    server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      onError(err, { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, transport: 'tls' });
+      socket.destroy();
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port, opts.host, () => {
+        server.off('error', reject);
+        server.on('error', (err) => onError(err));
+        const addr = server.address() as net.AddressInfo;
+        resolve({
+          host: addr.address,
+          port: addr.port,
+          close: () => new Promise<void>((res) => server.close(() => res())),
+        });
+      });
+    });
+  },
+};
+
+export const tlsClientTransport: ClientTransport = {
+  name: 'tls',
+  dial(opts: DialOptions) {
+    return new Promise((resolve, reject) => {
+      const servername = opts.serverName ?? (net.isIP(opts.host) ? undefined : opts.host);
+      const socket = tls.connect({
+        host: opts.host,
+        port: opts.port,
+        ca: opts.ca,
+        rejectUnauthorized: !opts.insecure,
+        servername,
+        minVersion: 'TLSv1.2',
+        // Verify an IP literal against the certificate's IP SANs.
+        checkServerIdentity: opts.serverName || !net.isIP(opts.host) ? undefined : (_host, cert) => tls.checkServerIdentity(opts.host, cert),
+      });
+      const timer = setTimeout(() => {
+        socket.destroy(new PorticoError('TIMEOUT', `TLS connect to ${opts.host}:${opts.port} timed out after ${opts.timeout} ms`));
+      }, opts.timeout);
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        socket.off('error', onErr);
+        socket.setNoDelay(true);
+        socket.setKeepAlive(true, SOCKET_KEEPALIVE_MS);
+        resolve(socket);
+      });
+      const onErr = (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      socket.once('error', onErr);
+    });
+  },
+};

@@ -1,0 +1,53 @@
+/**
+ * The transport layer: a byte pipe between agent and relay. The mux layer
+ * runs on whatever Duplex a transport yields and never knows which one it is.
+ */
+import type { Duplex } from 'node:stream';
+
+export interface PeerInfo {
+  remoteAddress: string;
+  remotePort: number;
+  /** 'tls' or 'websocket'. */
+  transport: TransportName;
+}
+
+export type TransportName = 'tls' | 'websocket';
+
+export interface TransportListener {
+  readonly host: string;
+  readonly port: number;
+  /** Stops accepting; existing connections stay up. */
+  close(): Promise<void>;
+}
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** Max time for the TLS handshake (ms). */
+  handshakeTimeout: number;
+}
+
+export interface DialOptions {
+  host: string;
+  port: number;
+  /** PEM CA bundle to verify the relay with; system trust when absent. */
+  ca?: string | Buffer;
+  /** Skip certificate verification (dev only). */
+  insecure: boolean;
+  /** Name to verify in the certificate (defaults to host). */
+  serverName?: string;
+  /** Connect + handshake timeout (ms). */
+  timeout: number;
+}
+
+export interface ServerTransport {
+  readonly name: TransportName;
+  listen(opts: ListenOptions, onConnection: (conn: Duplex, peer: PeerInfo) => void, onError: (err: Error, peer?: Partial<PeerInfo>) => void): Promise<TransportListener>;
+}
+
+export interface ClientTransport {
+  readonly name: TransportName;
+  dial(opts: DialOptions): Promise<Duplex & { remoteAddress?: string }>;
+}
