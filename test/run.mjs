@@ -12,7 +12,7 @@ const files = extra.filter((a) => !a.startsWith('-'));
 const flags = extra.filter((a) => a.startsWith('-'));
 const targets = files.length > 0 ? files : ['dist/test/unit', 'dist/test/compliance', 'dist/test/e2e', ...(long ? ['dist/test/long'] : [])].filter((d) => existsSync(d));
 
-const child = spawn(process.execPath, ['node_modules/tap/dist/esm/run/index.js', '--reporter=tap', ...flags, ...targets], {
+const child = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '--reporter=tap', ...flags, ...targets], {
   stdio: ['ignore', 'pipe', 'inherit'],
   env: { ...process.env },
 });
