@@ -1,0 +1,89 @@
+/**
+ * The management API: a fastify app with bearer-key auth, one envelope for
+ * every answer, JSON-schema validation and an OpenAPI document generated from
+ * the same schemas (GET /v1/openapi.json, no auth).
+ */
+import fastifySwagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { authHook } from './auth.js';
+import { installErrorHandling } from './envelope.js';
+import { keyRoutes } from './routes/keys.js';
+import { serverRoutes } from './routes/servers.js';
+import type { ApiDeps } from './types.js';
+
+export type { ApiDeps, RelayHooks, ServerStatus, Principal } from './types.js';
+
+export const OPENAPI_PATH = '/v1/openapi.json';
+const BODY_LIMIT = 256 * 1024;
+
+/** Only what an operator needs to trace a request; never headers (Authorization). */
+function safeRequestSerializer(req: { method?: string; url?: string; ip?: string; socket?: { remotePort?: number } }) {
+  return { method: req.method, url: req.url?.split('?')[0], remoteAddress: req.ip, remotePort: req.socket?.remotePort };
+}
+
+/**
+ * Builds the management API; not yet `ready()`, so the relay may add its own
+ * routes (e.g. /metrics) before it calls `listen()`. The caller closes it.
+ */
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const logger = deps.logger.child(
+    { component: 'api' },
+    // Only a serializer: a child `redact` would replace the relay logger's own redaction paths.
+    { serializers: { req: safeRequestSerializer } },
+  );
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: BODY_LIMIT,
+    // Reject unknown body fields instead of silently dropping them.
+    ajv: { customOptions: { removeAdditional: false, allErrors: false } },
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+
+  // An empty JSON body is read as "no body" (curl -X POST -H 'content-type: application/json').
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (typeof body === 'string' && body.trim() === '') return done(null, undefined);
+    defaultJson(request, body as string, done);
+  });
+  // Routes whose body fields are all optional accept a missing body as {}.
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined && request.routeOptions.schema?.body) request.body = {};
+  });
+
+  installErrorHandling(app);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Portico management API',
+        version: '1',
+        description:
+          'Register servers (GPU containers), their public port blocks and mappings. Every call needs `Authorization: Bearer <api key>`. ' +
+          '`/v1/clusters/{id}/…` is an alias of `/v1/servers/{id}/…`.',
+      },
+      servers: [{ url: `http://${deps.config.api.listen.host}:${deps.config.api.listen.port}` }],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API key (admin or owner-scoped)' } } },
+      security: [{ bearer: [] }],
+      tags: [
+        { name: 'servers', description: 'Servers and their allocations' },
+        { name: 'clusters', description: 'Alias of servers (the seed API name)' },
+        { name: 'keys', description: 'Owner-scoped API keys (admin only)' },
+      ],
+    },
+  });
+
+  app.get(OPENAPI_PATH, { schema: { hide: true } }, async () => app.swagger());
+
+  // Everything else needs a key; registered in a child scope so the OpenAPI route and 404s stay outside.
+  await app.register(async (api) => {
+    api.decorateRequest('principal', null as never);
+    api.addHook('onRequest', authHook(deps.adminKeyHash, deps.store));
+    await api.register(serverRoutes, { prefix: '/v1/servers', deps, resource: 'servers' });
+    await api.register(serverRoutes, { prefix: '/v1/clusters', deps, resource: 'clusters' });
+    await api.register(keyRoutes, { prefix: '/v1/keys', deps });
+  });
+
+  return app;
+}

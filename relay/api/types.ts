@@ -1,0 +1,38 @@
+/** What the management API needs from the relay that hosts it. */
+import type pino from 'pino';
+import type { RelayConfig } from '../../shared/config/types.js';
+import type { Store } from '../store/store.js';
+
+/** Live state of a server's agent connection. */
+export interface ServerStatus {
+  online: boolean;
+  agentVersion: string | null;
+  connectedSince: string | null;
+  remoteAddress: string | null;
+}
+
+/** Runtime hooks the relay implements; the API calls them after changing state. */
+export interface RelayHooks {
+  /** Picks a free block of `count` public ports (allocator + store); throws PorticoError POOL_EXHAUSTED. */
+  allocatePorts(count: number): Promise<number[]>;
+  serverStatus(id: string): ServerStatus;
+  /** After create/update/udp/token/mapping change: push the new state to the agent. */
+  serverChanged(id: string): Promise<void>;
+  /** Before the record is deleted: free listeners, disconnect the agent. */
+  serverDeleted(id: string): Promise<void>;
+  /** After a token rotation: disconnect the agent holding the old token. */
+  tokenRotated(id: string): Promise<void>;
+}
+
+export interface ApiDeps {
+  store: Store;
+  config: RelayConfig;
+  /** Used as fastify's `loggerInstance`; Authorization headers are never logged. */
+  logger: pino.Logger;
+  /** sha256 hex of the admin key. */
+  adminKeyHash: string;
+  relay: RelayHooks;
+}
+
+/** Who is calling: the admin (sees everything) or a key scoped to one owner. */
+export type Principal = { kind: 'admin'; keyId: string | null } | { kind: 'owner'; owner: string; keyId: string };
