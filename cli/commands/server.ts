@@ -85,7 +85,9 @@ export function registerServerCommands(program: Command, io: CliIo = processIo):
     .description('register, list, show and remove servers on a relay (management API)')
     .option('--api <url>', 'management API base URL (env PORTICO_API, default http://127.0.0.1:7400)')
     .option('--api-key <key>', 'API key (env PORTICO_API_KEY, else ./.portico/admin.key)')
-    .option('--json', 'print the raw `data` JSON of the response');
+    .option('--json', 'print the raw `data` JSON of the response')
+    // Usage errors (bad flag, missing argument) in the same `error CODE: message` shape as API errors.
+    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'error USAGE: ')) });
 
   /** Runs one API call with the merged flags; prints `error CODE: message` and sets exit 1 on failure. */
   const action =

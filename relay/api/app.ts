@@ -4,7 +4,7 @@
  * the same schemas (GET /v1/openapi.json, no auth).
  */
 import fastifySwagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { authHook } from './auth.js';
 import { installErrorHandling } from './envelope.js';
 import { keyRoutes } from './routes/keys.js';
@@ -32,12 +32,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     { serializers: { req: safeRequestSerializer } },
   );
   const app = Fastify({
-    loggerInstance: logger,
+    loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
     // Reject unknown body fields instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
-  }) as unknown as FastifyInstance;
+  });
 
   // An empty JSON body is read as "no body" (curl -X POST -H 'content-type: application/json').
   const defaultJson = app.getDefaultJsonParser('error', 'error');

@@ -534,6 +534,14 @@ t.test('the CLI drives the same API', async (t) => {
   t.match(dup.err, /^error CONFLICT: /);
   const notNum = await run(['server', 'create', '--ports', 'many']);
   t.equal(notNum.code, 1, 'commander rejects a non-number');
+  t.match(notNum.err, /^error USAGE: .*--ports/);
+  const noId = await run(['server', 'show']);
+  t.equal(noId.code, 1);
+  t.match(noId.err, /^error USAGE: missing required argument/);
+  const help = await run(['server', '--help']);
+  t.equal(help.code, 0);
+  for (const sub of ['create', 'list', 'show', 'rm']) t.match(help.out, new RegExp(`\\b${sub}\\b`), `help lists ${sub}`);
+  t.match(help.out, /--api <url>/);
 
   const rm1 = await run(['server', 'rm', 'cli-1']);
   t.equal(rm1.code, 0);
