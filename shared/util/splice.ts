@@ -2,6 +2,8 @@
  * Joins two byte streams both ways with backpressure (pipe), half-close
  * (an end on one side ends the other's write side) and error propagation
  * (an error or close on one side destroys the other). Counts bytes.
+ * With `bReady`, b -> a starts only once it resolves true (a -> b flows at
+ * once: the relay sends a client's first bytes along with the stream header).
  */
 import type { Duplex } from 'node:stream';
 
@@ -12,7 +14,7 @@ export interface SpliceStats {
   bToA: number;
 }
 
-export function splice(a: Duplex, b: Duplex, onDone?: (stats: SpliceStats, err?: Error) => void): SpliceStats {
+export function splice(a: Duplex, b: Duplex, onDone?: (stats: SpliceStats, err?: Error) => void, bReady?: Promise<boolean>): SpliceStats {
   const stats: SpliceStats = { aToB: 0, bToA: 0 };
   let done = false;
   let closed = 0;
@@ -32,13 +34,28 @@ export function splice(a: Duplex, b: Duplex, onDone?: (stats: SpliceStats, err?:
   const onError = (err: Error) => {
     firstErr ??= err;
   };
-  a.on('data', (c: Buffer) => (stats.aToB += c.length));
-  b.on('data', (c: Buffer) => (stats.bToA += c.length));
   a.on('error', onError);
   b.on('error', onError);
   a.once('close', onClose(a, b));
   b.once('close', onClose(b, a));
+  a.on('data', (c: Buffer) => (stats.aToB += c.length));
   a.pipe(b);
-  b.pipe(a);
+  const startB = () => {
+    b.on('data', (c: Buffer) => (stats.bToA += c.length));
+    b.pipe(a);
+  };
+  if (!bReady) startB();
+  else
+    bReady.then(
+      (ok) => (ok ? startB() : abort()),
+      (err: Error) => {
+        onError(err);
+        abort();
+      },
+    );
+  const abort = () => {
+    a.destroy();
+    b.destroy();
+  };
   return stats;
 }

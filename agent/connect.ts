@@ -1,0 +1,68 @@
+/**
+ * One tunnel attempt: dial the relay, start the mux (client side), open the
+ * control stream, send Hello and wait for Welcome. Rejects with the relay's
+ * PorticoError (UNAUTHORIZED, VERSION_UNSUPPORTED, …) or a network error.
+ */
+import os from 'node:os';
+import { readFileSync } from 'node:fs';
+import { PorticoError } from '../shared/errors.js';
+import { ControlChannel } from '../shared/control/channel.js';
+import { Session as MuxSession, type MuxStream } from '../shared/mux/index.js';
+import { tlsClientTransport } from '../shared/transport/tls.js';
+import type { AgentConfig } from '../shared/config/types.js';
+import { VERSION } from '../shared/version.js';
+import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Protocol, type Welcome } from '../proto/index.js';
+
+export interface Tunnel {
+  mux: MuxSession;
+  control: ControlChannel;
+  welcome: Welcome;
+  remoteAddress: string;
+}
+
+const CONNECT_TIMEOUT_MS = 15_000;
+
+export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream) => void): Promise<Tunnel> {
+  const socket = await tlsClientTransport.dial({
+    host: config.relay.host,
+    port: config.relay.port,
+    ca: config.ca ? readFileSync(config.ca) : undefined,
+    insecure: config.insecure,
+    serverName: config.serverName,
+    timeout: CONNECT_TIMEOUT_MS,
+  });
+  const mux = new MuxSession(socket, {
+    isClient: true,
+    maxStreamWindow: config.streamWindow,
+    keepaliveInterval: config.keepaliveInterval,
+    keepaliveTimeout: config.keepaliveTimeout,
+    onStream,
+  });
+  mux.on('error', () => undefined);
+  const control = new ControlChannel(mux.open(), CONNECT_TIMEOUT_MS);
+  try {
+    const reply = await control.request({
+      hello: {
+        maxVersion: PROTOCOL_VERSION,
+        minVersion: MIN_PROTOCOL_VERSION,
+        token: config.token,
+        agentVersion: VERSION,
+        hostname: os.hostname(),
+        localHost: config.localHost,
+        mappings: config.mappings.map((m) => ({
+          internalPort: m.internalPort,
+          externalPort: m.externalPort ?? 0,
+          name: m.name ?? '',
+          http: m.http ?? false,
+          protocol: m.protocol === 'udp' ? Protocol.UDP : Protocol.TCP,
+          description: m.description ?? '',
+        })),
+      },
+    });
+    if (!('welcome' in reply) || !reply.welcome) throw new PorticoError('PROTOCOL_ERROR', 'relay answered hello without a welcome');
+    return { mux, control, welcome: reply.welcome, remoteAddress: config.relay.host };
+  } catch (err) {
+    mux.destroy();
+    throw err;
+  }
+}

@@ -1,0 +1,14 @@
+/** Stream handlers by stream kind (udp and http join as they land). */
+import { StreamKind } from '../../proto/index.js';
+import { tcpHandler } from './tcp.js';
+import type { AgentStreamHandler } from './types.js';
+
+export const agentProxies = {
+  [StreamKind.TCP]: tcpHandler,
+  // The web proxy's streams are plain TCP to the app on the agent side.
+  [StreamKind.HTTP]: tcpHandler,
+} satisfies Partial<Record<StreamKind, AgentStreamHandler>>;
+
+export function handlerFor(kind: StreamKind): AgentStreamHandler | undefined {
+  return (agentProxies as Partial<Record<StreamKind, AgentStreamHandler>>)[kind];
+}

@@ -1,0 +1,31 @@
+/** TCP streams: dial local_host:internal_port, answer with the open-result, then pipe bytes both ways. */
+import net from 'node:net';
+import { splice } from '../../shared/util/splice.js';
+import { nothingListeningMessage, sendOpenError, sendOpenOk } from './open-result.js';
+import type { AgentStreamHandler } from './types.js';
+
+export const tcpHandler: AgentStreamHandler = (stream, _header, mapping, ctx) => {
+  const port = mapping.internalPort;
+  const sock = net.connect({ host: ctx.localHost, port, allowHalfOpen: true, noDelay: true });
+  const timer = setTimeout(() => sock.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), ctx.dialTimeout);
+  const onStreamGone = () => sock.destroy();
+  stream.once('close', onStreamGone);
+  sock.once('connect', () => {
+    clearTimeout(timer);
+    sock.off('error', onError);
+    stream.off('close', onStreamGone);
+    sendOpenOk(stream, sock.localAddress ?? '', sock.localPort ?? 0);
+    splice(stream, sock);
+  });
+  const onError = (err: NodeJS.ErrnoException) => {
+    clearTimeout(timer);
+    stream.off('close', onStreamGone);
+    if (err.code === 'ECONNREFUSED') {
+      sendOpenError(stream, 'NOTHING_LISTENING', nothingListeningMessage(port, ctx.serverId));
+    } else {
+      sendOpenError(stream, 'UPSTREAM_FAILED', `cannot reach ${ctx.localHost}:${port} inside ${ctx.serverId}: ${err.code ?? err.message}`);
+    }
+    ctx.logger.debug({ port, err: err.code ?? err.message }, 'local dial failed');
+  };
+  sock.once('error', onError);
+};

@@ -1,0 +1,36 @@
+/** What every public-port publisher (tcp, udp) offers the relay. */
+import type { ResolvedMapping } from '../mappings/resolve.js';
+import type { Protocol } from '../store/store.js';
+import type { Logger } from '../../shared/logging.js';
+import type { RelayConfig } from '../../shared/config/types.js';
+import type { SessionRegistry } from '../sessions/registry.js';
+import type { LoopGuard } from './loop-guard.js';
+
+export interface PublishProblem {
+  port: number;
+  code: string;
+  message: string;
+}
+
+export interface PortPublisher {
+  readonly protocol: Protocol;
+  /** Makes the listeners of `serverId` match the mappings of this protocol. */
+  sync(serverId: string, mappings: ResolvedMapping[]): Promise<PublishProblem[]>;
+  /** Closes every listener of a server (its agent went offline or it was deleted). */
+  closeServer(serverId: string): Promise<void>;
+  /** Stops accepting everywhere. */
+  close(): Promise<void>;
+  /** Public ports listening now. */
+  readonly listening: number;
+  /** Client connections (tcp) or flows (udp) open now. */
+  readonly connections: number;
+}
+
+export interface PublisherDeps {
+  config: RelayConfig;
+  logger: Logger;
+  registry: SessionRegistry;
+  loopGuard: LoopGuard;
+}
+
+export type PublisherFactory = (deps: PublisherDeps) => PortPublisher;

@@ -1,0 +1,180 @@
+/**
+ * The relay: composes store, tunnel listener, agent sessions, public-port
+ * publishers and the management API, implements the hooks the API calls, and
+ * drains on stop.
+ */
+import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import type { RelayConfig } from '../shared/config/types.js';
+import type { Logger } from '../shared/logging.js';
+import { PorticoError } from '../shared/errors.js';
+import { VERSION } from '../shared/version.js';
+import { tlsServerTransport } from '../shared/transport/tls.js';
+import type { TransportListener } from '../shared/transport/transport.js';
+import { openStore } from './store/index.js';
+import type { Store } from './store/store.js';
+import { allocateBlock } from './ports/allocator.js';
+import { ensureDevCerts } from './tls/dev-certs.js';
+import { acceptAgent } from './sessions/accept.js';
+import { SessionRegistry } from './sessions/registry.js';
+import type { AgentSession } from './sessions/agent-session.js';
+import { LoopGuard } from './proxies/loop-guard.js';
+import { relayPublishers } from './proxies/registry.js';
+import type { PortPublisher } from './proxies/types.js';
+import { resolveMappings } from './mappings/resolve.js';
+import { buildApi } from './api/app.js';
+import { loadOrCreateAdminKey, type AdminKey } from './api/admin-key.js';
+import type { RelayHooks, ServerStatus } from './api/types.js';
+
+/** Ports handed out by allocatePorts but not yet stored stay taken this long. */
+const PENDING_ALLOCATION_MS = 60_000;
+
+export interface RelayTls {
+  cert: string;
+  key: string;
+  /** The dev CA's path (agents pass it with --ca), when --dev made one. */
+  caPath?: string;
+}
+
+export class Relay implements RelayHooks {
+  readonly registry = new SessionRegistry();
+  readonly loopGuard = new LoopGuard();
+  readonly publishers: PortPublisher[];
+  private tunnel: TransportListener | null = null;
+  private api: FastifyInstance | null = null;
+  private accepting = true;
+  private readonly pendingPorts = new Map<number, number>();
+
+  private constructor(
+    readonly config: RelayConfig,
+    readonly logger: Logger,
+    readonly store: Store,
+    readonly adminKey: AdminKey,
+    readonly tls: RelayTls,
+  ) {
+    const deps = { config, logger, registry: this.registry, loopGuard: this.loopGuard };
+    this.publishers = Object.values(relayPublishers).map((make) => make(deps));
+    this.registry.on('offline', (s: AgentSession) => {
+      s.logger.info('agent offline');
+      for (const p of this.publishers) void p.closeServer(s.serverId);
+    });
+  }
+
+  static async start(config: RelayConfig, logger: Logger): Promise<Relay> {
+    const store = await openStore(config.store.url, config.dataDir);
+    try {
+      const adminKey = await loadOrCreateAdminKey(config.dataDir);
+      const tls = await loadTls(config);
+      const relay = new Relay(config, logger, store, adminKey, tls);
+      await relay.listen();
+      return relay;
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  /** Where each listener ended up (ports may have been 0 in tests). */
+  get addresses(): { tunnel: string; api: string } {
+    const api = this.api?.server.address();
+    const apiAddr = api && typeof api === 'object' ? `${api.address}:${api.port}` : '';
+    return { tunnel: this.tunnel ? `${this.tunnel.host}:${this.tunnel.port}` : '', api: apiAddr };
+  }
+
+  private async listen(): Promise<void> {
+    const { config, logger } = this;
+    this.tunnel = await tlsServerTransport.listen(
+      { host: config.tunnel.listen.host, port: config.tunnel.listen.port, cert: this.tls.cert, key: this.tls.key, handshakeTimeout: config.tunnel.handshakeTimeout },
+      (conn, peer) =>
+        acceptAgent(conn, peer, {
+          config,
+          logger,
+          store: this.store,
+          relayVersion: VERSION,
+          accepting: () => this.accepting,
+          onAuthenticated: (s) => this.online(s),
+        }),
+      (err, peer) => logger.debug({ peer: peer ? `${peer.remoteAddress}:${peer.remotePort}` : undefined, err: err.message }, 'tunnel connection failed before a session'),
+    );
+    this.api = await buildApi({ store: this.store, config, logger, adminKeyHash: this.adminKey.hash, relay: this });
+    await this.api.listen({ host: config.api.listen.host, port: config.api.listen.port });
+  }
+
+  private async online(session: AgentSession): Promise<void> {
+    const old = this.registry.add(session);
+    if (old && old !== session) old.terminate('SESSION_REPLACED', 'a newer connection of this server took over');
+    await this.publish(session.serverId, session.mappings);
+  }
+
+  private async publish(serverId: string, mappings: AgentSession['mappings']): Promise<void> {
+    await Promise.all(this.publishers.map((p) => p.sync(serverId, mappings)));
+  }
+
+  // ---- RelayHooks (called by the management API) ----
+
+  async allocatePorts(count: number): Promise<number[]> {
+    const now = Date.now();
+    for (const [p, at] of this.pendingPorts) if (now - at > PENDING_ALLOCATION_MS) this.pendingPorts.delete(p);
+    const taken = new Set<number>(this.pendingPorts.keys());
+    for (const s of await this.store.listServers()) for (const p of s.ports) taken.add(p);
+    const c = this.config;
+    const own = [c.tunnel.listen.port, c.api.listen.port, c.https.listen.port, c.http.listen.port];
+    const ports = await allocateBlock({ range: c.ports.range, count, reserved: [...c.ports.reserved, ...own], taken, bindHost: c.ports.bind });
+    for (const p of ports) this.pendingPorts.set(p, now);
+    return ports;
+  }
+
+  serverStatus(id: string): ServerStatus {
+    const s = this.registry.get(id);
+    if (!s) return { online: false, agentVersion: null, connectedSince: null, remoteAddress: null };
+    return { online: true, agentVersion: s.agentVersion, connectedSince: s.connectedAt.toISOString(), remoteAddress: s.peer.remoteAddress };
+  }
+
+  async serverChanged(id: string): Promise<void> {
+    const session = this.registry.get(id);
+    if (!session) return;
+    const server = await this.store.getServer(id);
+    if (!server) return;
+    const mappings = resolveMappings(server, await this.store.listMappings(id));
+    await this.publish(id, mappings);
+    session.update(server, mappings);
+  }
+
+  async serverDeleted(id: string): Promise<void> {
+    this.registry.get(id)?.terminate('TOKEN_REVOKED', `server ${id} was deleted`);
+    await Promise.all(this.publishers.map((p) => p.closeServer(id)));
+  }
+
+  async tokenRotated(id: string): Promise<void> {
+    this.registry.get(id)?.terminate('TOKEN_REVOKED', `the agent token of server ${id} was rotated`);
+  }
+
+  // ---- shutdown ----
+
+  /** Stops accepting, tells agents, lets open streams finish up to graceMs, then closes everything. */
+  async stop(graceMs = this.config.shutdownGrace): Promise<void> {
+    if (!this.accepting) return;
+    this.accepting = false;
+    const { logger } = this;
+    await Promise.all([this.tunnel?.close(), ...this.publishers.map((p) => p.close())]);
+    for (const s of this.registry.all()) {
+      s.control.send({ shutdown: { reason: 'relay shutting down', graceMs } });
+      s.mux.goAway();
+    }
+    const deadline = Date.now() + graceMs;
+    while (this.registry.openStreams > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (this.registry.openStreams > 0) logger.warn({ streams: this.registry.openStreams }, 'grace period over; closing open streams');
+    for (const s of this.registry.all()) s.mux.destroy(new PorticoError('SHUTTING_DOWN', 'relay stopped'));
+    await this.api?.close();
+    await this.store.close();
+  }
+}
+
+async function loadTls(config: RelayConfig): Promise<RelayTls> {
+  if (config.tunnel.cert && config.tunnel.key) {
+    return { cert: readFileSync(config.tunnel.cert, 'utf8'), key: readFileSync(config.tunnel.key, 'utf8') };
+  }
+  if (!config.dev) throw new PorticoError('CONFIG_INVALID', 'tunnel.cert and tunnel.key are required unless --dev', { key: 'tunnel.cert' });
+  const dev = await ensureDevCerts(config.dataDir, config.domain, config.publicHostname);
+  return { cert: dev.cert, key: dev.key, caPath: dev.caPath };
+}

@@ -1,0 +1,151 @@
+/**
+ * One connected agent, relay side: its mux session, control channel, the
+ * server it authenticated as, and the forwarding table it serves. Opens data
+ * streams (header out, open-result back) for the proxies.
+ */
+import { EventEmitter } from 'node:events';
+import { PorticoError, type ErrorCode } from '../../shared/errors.js';
+import { errorBody, type ControlChannel } from '../../shared/control/channel.js';
+import { encodeFrame } from '../../shared/framing/length-prefixed.js';
+import { readFrame } from '../../shared/framing/read-frame.js';
+import type { Session as MuxSession, MuxStream } from '../../shared/mux/index.js';
+import type { PeerInfo } from '../../shared/transport/transport.js';
+import type { Logger } from '../../shared/logging.js';
+import { OpenResultCodec, Protocol as WireProtocol, StreamHeaderCodec, type MappingMsg, type OpenResult, type StreamHeader } from '../../proto/index.js';
+import type { RelayConfig } from '../../shared/config/types.js';
+import type { ServerRecord } from '../store/store.js';
+import type { ResolvedMapping } from '../mappings/resolve.js';
+import { httpsUrls, rawUrl } from '../mappings/urls.js';
+
+export interface AgentSessionInit {
+  id: string;
+  server: ServerRecord;
+  mappings: ResolvedMapping[];
+  mux: MuxSession;
+  control: ControlChannel;
+  peer: PeerInfo;
+  agentVersion: string;
+  hostname: string;
+  localHost: string;
+  /** The agent runs on this host and its local_host is reachable on the relay's public bind address. */
+  canLoop: boolean;
+  logger: Logger;
+  config: RelayConfig;
+}
+
+export interface OpenedStream {
+  stream: MuxStream;
+  /** Resolves with the agent's OpenResult (ok or not); rejects on timeout or stream failure. */
+  opened: Promise<OpenResult>;
+}
+
+export class AgentSession extends EventEmitter {
+  readonly id: string;
+  readonly mux: MuxSession;
+  readonly control: ControlChannel;
+  readonly peer: PeerInfo;
+  readonly agentVersion: string;
+  readonly hostname: string;
+  readonly localHost: string;
+  readonly canLoop: boolean;
+  readonly connectedAt = new Date();
+  readonly logger: Logger;
+  server: ServerRecord;
+  mappings: ResolvedMapping[];
+  private readonly config: RelayConfig;
+  private closedFlag = false;
+
+  constructor(init: AgentSessionInit) {
+    super();
+    this.id = init.id;
+    this.server = init.server;
+    this.mappings = init.mappings;
+    this.mux = init.mux;
+    this.control = init.control;
+    this.peer = init.peer;
+    this.agentVersion = init.agentVersion;
+    this.hostname = init.hostname;
+    this.localHost = init.localHost;
+    this.canLoop = init.canLoop;
+    this.logger = init.logger;
+    this.config = init.config;
+    this.mux.once('close', (err?: Error) => {
+      this.closedFlag = true;
+      this.control.close();
+      this.emit('close', err);
+    });
+  }
+
+  get serverId(): string {
+    return this.server.id;
+  }
+
+  get closed(): boolean {
+    return this.closedFlag || this.mux.closed;
+  }
+
+  /** Open data streams (the control stream excluded). */
+  get openStreams(): number {
+    return Math.max(0, this.mux.streamCount - 1);
+  }
+
+  /** Opens a data stream to the agent: writes the header; the open-result is read from the stream. */
+  open(header: StreamHeader, timeoutMs: number): OpenedStream {
+    if (this.closed) throw new PorticoError('AGENT_OFFLINE', `server ${this.server.id} is not connected`);
+    const stream = this.mux.open();
+    stream.write(encodeFrame(StreamHeaderCodec.encode(header)));
+    const opened = readFrame(stream, timeoutMs).then((buf) => {
+      try {
+        return OpenResultCodec.decode(buf);
+      } catch (err) {
+        throw new PorticoError('PROTOCOL_ERROR', `malformed open-result: ${(err as Error).message}`);
+      }
+    });
+    return { stream, opened };
+  }
+
+  /** The mapping serving a public port and protocol, if any. */
+  mappingForPort(port: number, protocol: 'tcp' | 'udp'): ResolvedMapping | undefined {
+    return this.mappings.find((m) => m.externalPort === port && m.protocol === protocol);
+  }
+
+  /** The wire form of the forwarding table (for Welcome and MappingsUpdate). */
+  wireMappings(): MappingMsg[] {
+    return toWireMappings(this.config, this.server, this.mappings);
+  }
+
+  /** Pushes a new forwarding table to the agent (live, no reconnect). */
+  update(server: ServerRecord, mappings: ResolvedMapping[]): void {
+    this.server = server;
+    this.mappings = mappings;
+    if (this.closed) return;
+    this.control.send({ mappingsUpdate: { mappings: this.wireMappings(), udp: server.udp, ports: server.ports } });
+  }
+
+  /** Tells the agent why, then ends the session. */
+  terminate(code: ErrorCode, message: string): void {
+    if (this.closed) return;
+    this.control.send(errorBody(new PorticoError(code, message)));
+    this.mux.goAway();
+    // Give the error a moment to reach the agent, then cut everything.
+    const t = setTimeout(() => this.mux.destroy(new PorticoError(code, message)), 200);
+    t.unref();
+    this.mux.once('close', () => clearTimeout(t));
+  }
+}
+
+export function toWireMappings(config: RelayConfig, server: ServerRecord, mappings: ResolvedMapping[]): MappingMsg[] {
+  return mappings.map((m) => ({
+    id: m.id,
+    internalPort: m.internalPort,
+    externalPort: m.externalPort,
+    protocol: m.protocol === 'udp' ? WireProtocol.UDP : WireProtocol.TCP,
+    name: m.name ?? '',
+    http: m.http,
+    description: m.description,
+    rawUrl: rawUrl(config, m),
+    httpsUrls: httpsUrls(config, server, m),
+    source: m.source,
+    healthCheck: m.healthCheck ? (m.healthCheck as MappingMsg['healthCheck']) : null,
+  }));
+}
