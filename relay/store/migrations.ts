@@ -1,0 +1,100 @@
+/**
+ * Numbered schema migrations of the SQLite store. The applied version is kept
+ * in `PRAGMA user_version`; each migration runs in its own IMMEDIATE
+ * transaction together with the version bump, so a crash or a second process
+ * never sees half a migration and running `migrate` again is a no-op.
+ * Append new migrations; never edit an applied one.
+ */
+import type { Database } from 'better-sqlite3';
+
+import { PorticoError } from '../../shared/errors.js';
+
+export interface Migration {
+  /** 1, 2, 3 … in order, no gaps. */
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema: meta, servers, mappings, api keys',
+    sql: `
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+
+      CREATE TABLE servers (
+        id            TEXT PRIMARY KEY,
+        owner         TEXT NOT NULL,
+        ports         TEXT NOT NULL CHECK (json_valid(ports) AND json_type(ports) = 'array'),
+        udp           INTEGER NOT NULL CHECK (udp IN (0, 1)),
+        token_hash    TEXT NOT NULL,
+        proxy_enabled INTEGER NOT NULL DEFAULT 1 CHECK (proxy_enabled IN (0, 1)),
+        allowed_ips   TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(allowed_ips) AND json_type(allowed_ips) = 'array'),
+        access        TEXT CHECK (access IS NULL OR json_valid(access)),
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+      );
+      CREATE INDEX servers_owner ON servers (owner);
+
+      CREATE TABLE mappings (
+        id             TEXT PRIMARY KEY,
+        server_id      TEXT NOT NULL REFERENCES servers (id) ON DELETE CASCADE,
+        internal_port  INTEGER NOT NULL CHECK (internal_port BETWEEN 1 AND 65535),
+        external_port  INTEGER NOT NULL CHECK (external_port BETWEEN 1 AND 65535),
+        protocol       TEXT NOT NULL CHECK (protocol IN ('tcp', 'udp')),
+        description    TEXT NOT NULL DEFAULT '',
+        name           TEXT COLLATE NOCASE,
+        http           INTEGER NOT NULL CHECK (http IN (0, 1)),
+        https_token    TEXT COLLATE NOCASE,
+        source         TEXT NOT NULL CHECK (source IN ('api', 'agent')),
+        health_check   TEXT CHECK (health_check IS NULL OR json_valid(health_check)),
+        access_control TEXT CHECK (access_control IS NULL OR json_valid(access_control)),
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL
+      );
+      CREATE UNIQUE INDEX mappings_name ON mappings (name) WHERE name IS NOT NULL;
+      CREATE UNIQUE INDEX mappings_https_token ON mappings (https_token) WHERE https_token IS NOT NULL;
+      CREATE UNIQUE INDEX mappings_external ON mappings (server_id, external_port, protocol);
+
+      CREATE TABLE api_keys (
+        id         TEXT PRIMARY KEY,
+        owner      TEXT,
+        key_hash   TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+      );
+    `,
+  },
+];
+
+/** The schema version this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Brings `db` up to SCHEMA_VERSION; returns the versions before and after. */
+export function migrate(db: Database, migrations: readonly Migration[] = MIGRATIONS): { from: number; to: number } {
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) throw new Error(`migration list is out of order at index ${i} (version ${m.version})`);
+  });
+  const latest = migrations.length;
+  const version = (): number => db.pragma('user_version', { simple: true }) as number;
+  const from = version();
+  if (from > latest) {
+    throw new PorticoError(
+      'CONFIG_INVALID',
+      `store.url: the database schema is version ${from}, newer than this build of portico supports (${latest}); upgrade portico or use another database`,
+      { key: 'store.url', schemaVersion: from, supported: latest },
+    );
+  }
+  for (const m of migrations) {
+    // Re-check inside the write lock: another process may have migrated meanwhile.
+    db.transaction(() => {
+      if (version() >= m.version) return;
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    }).immediate();
+  }
+  return { from, to: version() };
+}
