@@ -1,0 +1,105 @@
+// Paced request/response latency: fixed-size requests on one persistent,
+// pipelined connection to an echo server, sent on a fixed schedule (open
+// loop: a slow response does not delay the next request), timed from the
+// write to the last byte of its echo. Percentiles from Histogram.
+import net from 'node:net';
+import { assertLoopback } from '../peers/proc.js';
+import { Histogram } from './histogram.js';
+
+export interface LatencyResult {
+  rate: number;
+  size: number;
+  sent: number;
+  completed: number;
+  p50us: number;
+  p90us: number;
+  p99us: number;
+  p999us: number;
+  maxus: number;
+  meanus: number;
+  achievedRate: number;
+}
+
+export async function pacedLatency(opts: {
+  host: string;
+  port: number;
+  rate?: number;
+  size?: number;
+  seconds: number;
+  warmupSeconds?: number;
+}): Promise<LatencyResult> {
+  assertLoopback(opts.host);
+  const rate = opts.rate ?? 1000;
+  const size = opts.size ?? 1024;
+  const warm = opts.warmupSeconds ?? 0.3;
+  const total = Math.min(Math.ceil(rate * (opts.seconds + warm)), 10_000_000);
+  const warmCount = Math.ceil(rate * warm);
+  const req = Buffer.alloc(size, 0x71);
+  const sentAt = new Float64Array(total);
+  const hist = new Histogram();
+
+  const s = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', resolve);
+    s.once('error', reject);
+    s.setTimeout(10_000, () => s.destroy(new Error('connect timeout')));
+  });
+  s.setTimeout(0);
+  let sent = 0;
+  let completed = 0;
+  let rxBytes = 0;
+  let error: Error | null = null;
+  const now = (): number => Number(process.hrtime.bigint()); // ns
+  let finish: () => void = () => {};
+  const done = new Promise<void>((r) => (finish = r));
+  s.on('data', (d: Buffer) => {
+    const t = now();
+    rxBytes += d.length;
+    while (completed < sent && rxBytes >= (completed + 1) * size) {
+      if (completed >= warmCount) hist.record(t - (sentAt[completed] ?? t));
+      completed++;
+    }
+    if (completed >= total) finish();
+  });
+  s.on('error', (e) => {
+    error = e;
+    finish();
+  });
+  s.on('close', () => finish());
+
+  const start = now();
+  const tick = (): void => {
+    const due = Math.min(total, Math.floor(((now() - start) / 1e9) * rate) + 1);
+    let burst = 0;
+    while (sent < due && burst < 64) {
+      sentAt[sent] = now();
+      s.write(req);
+      sent++;
+      burst++;
+    }
+    if (sent >= total) clearInterval(timer);
+  };
+  const timer = setInterval(tick, 1);
+  tick();
+  const grace = setTimeout(finish, (opts.seconds + warm) * 1000 + 5000);
+  await done;
+  clearInterval(timer);
+  clearTimeout(grace);
+  const elapsed = (now() - start) / 1e9;
+  s.destroy();
+  if (error && completed < total) throw error;
+  const us = (ns: number): number => ns / 1000;
+  return {
+    rate,
+    size,
+    sent,
+    completed,
+    p50us: us(hist.percentile(50)),
+    p90us: us(hist.percentile(90)),
+    p99us: us(hist.percentile(99)),
+    p999us: us(hist.percentile(99.9)),
+    maxus: us(hist.max),
+    meanus: us(hist.mean),
+    achievedRate: completed / elapsed,
+  };
+}

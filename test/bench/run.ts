@@ -1,0 +1,457 @@
+// Portico benchmark: the tunnel side by side with direct loopback, socat and
+// ssh -R (chacha20-poly1305 and aes128-gcm), in one run, one table.
+//   npm run bench                 full run (~8 min)
+//   node dist/test/bench/run.js --quick          (~40 s)
+//   node dist/test/bench/run.js --only=direct,ssh,portico
+// Installs nothing: uses iperf3, socat, sshd/ssh, nginx and wrk when present
+// and says which comparisons it skipped and why. Loopback (127.0.0.0/8) only.
+// Writes bench-results/latest.json.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { direct } from './peers/direct.js';
+import { socat } from './peers/socat.js';
+import { sshAes, sshDefault } from './peers/ssh-r.js';
+import { portico, LOCAL_HOST } from './peers/portico.js';
+import { cleanupAll, freePort, sleep, spawnTracked, stopChild, which } from './peers/proc.js';
+import type { Forward, PathAdapter, PathInstance } from './peers/types.js';
+import { iperf3Path, iperf3Version, runIperf3, startIperf3Server } from './load/iperf3.js';
+import { download, upload, type ThroughputResult } from './load/throughput.js';
+import { pacedLatency } from './load/latency.js';
+import { connRate } from './load/connrate.js';
+import { nginxVersion, nginxWrkMissing, runWrkClose, startNginxOrigin } from './load/nginx-wrk.js';
+import { judgeTargets, renderTable, type Column, type Row } from './table.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url)); // dist/test/bench
+const repoRoot = path.resolve(here, '../../..');
+const MiB = 1024 * 1024;
+
+interface Options {
+  quick: boolean;
+  only: string[] | null;
+  node: boolean; // force the Node throughput generators even with iperf3
+  out: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { quick: false, only: null, node: false, out: path.join(repoRoot, 'bench-results/latest.json') };
+  for (const a of argv) {
+    if (a === '--quick') o.quick = true;
+    else if (a.startsWith('--only=')) o.only = a.slice(7).split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a === '--node-throughput') o.node = true;
+    else if (a.startsWith('--out=')) o.out = path.resolve(a.slice(6));
+    else if (a === '--help' || a === '-h') {
+      process.stdout.write(
+        'usage: node dist/test/bench/run.js [--quick] [--only=direct,socat,ssh,ssh-aes,portico] [--node-throughput] [--out=FILE]\n',
+      );
+      process.exit(0);
+    } else {
+      process.stderr.write(`unknown argument ${a} (try --help)\n`);
+      process.exit(2);
+    }
+  }
+  return o;
+}
+
+interface Plan {
+  tpSeconds: number;
+  tpReps: number; // single-stream repetitions (median)
+  omit: number;
+  reverse: boolean;
+  latSeconds: number;
+  connSeconds: number;
+  reps: number; // latency and conn-rate repetitions (median)
+  warmup: number;
+  wrkSeconds: number;
+  pauseMs: number;
+}
+
+const FULL: Plan = {
+  tpSeconds: 10,
+  tpReps: 3,
+  omit: 1,
+  reverse: true,
+  latSeconds: 5,
+  connSeconds: 5,
+  reps: 3,
+  warmup: 0.5,
+  wrkSeconds: 10,
+  pauseMs: 500,
+};
+const QUICK: Plan = {
+  tpSeconds: 1,
+  tpReps: 1,
+  omit: 0,
+  reverse: false,
+  latSeconds: 1,
+  connSeconds: 1,
+  reps: 1,
+  warmup: 0.2,
+  wrkSeconds: 0, // the HTTP row is full-run only
+  pauseMs: 100,
+};
+
+interface Live {
+  adapter: PathAdapter;
+  inst: PathInstance;
+  fw: { iperf?: Forward; echo: Forward; source: Forward; sink: Forward; http?: Forward };
+}
+
+function log(msg: string): void {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+
+function median(xs: number[]): number | undefined {
+  if (!xs.length) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+}
+
+/** Round-trip 256 KiB of random bytes through the echo forward; throws on any difference. */
+async function smoke(f: Forward): Promise<void> {
+  const payload = randomBytes(256 * 1024);
+  const want = createHash('sha256').update(payload).digest('hex');
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect({ host: f.host, port: f.port });
+    const h = createHash('sha256');
+    let n = 0;
+    s.setTimeout(10_000, () => s.destroy(new Error('smoke test timed out')));
+    s.once('error', reject);
+    s.once('connect', () => s.write(payload));
+    s.on('data', (d: Buffer) => {
+      h.update(d);
+      n += d.length;
+      if (n >= payload.length) {
+        s.destroy();
+        if (n === payload.length && h.digest('hex') === want) resolve();
+        else reject(new Error(`echo returned ${n} bytes, content ${n === payload.length ? 'differs' : 'short/long'}`));
+      }
+    });
+  });
+}
+
+function machine(): Record<string, unknown> {
+  const v = (cmd: string, args: string[], stream: 'stdout' | 'stderr' = 'stdout'): string => {
+    const p = which(cmd);
+    if (!p) return 'absent';
+    const r = spawnSync(p, args, { encoding: 'utf8', timeout: 5000 });
+    return (r[stream] || r.stdout || r.stderr || '').split('\n')[0]?.trim() ?? '';
+  };
+  return {
+    cpu: os.cpus()[0]?.model ?? '?',
+    cores: os.cpus().length,
+    memGiB: Math.round(os.totalmem() / 2 ** 30),
+    kernel: os.release(),
+    node: process.version,
+    iperf3: iperf3Version(),
+    socat: which('socat') ? (spawnSync('socat', ['-V'], { encoding: 'utf8' }).stdout.split('\n')[1]?.trim() ?? '?') : 'absent',
+    ssh: v('ssh', ['-V'], 'stderr'),
+    nginx: nginxVersion(),
+    wrk: v('wrk', ['-v']),
+  };
+}
+
+async function main(): Promise<void> {
+  const opt = parseArgs(process.argv.slice(2));
+  const plan = opt.quick ? QUICK : FULL;
+  const startedAt = new Date();
+  // Hard cap for the whole run: nothing here may outlive it.
+  const capMs = (opt.quick ? 240 : 1800) * 1000;
+  const watchdog = setTimeout(() => {
+    log(`watchdog: run exceeded ${capMs / 1000} s, stopping everything`);
+    void cleanupAll().finally(() => process.exit(3));
+  }, capMs);
+  watchdog.unref();
+
+  const all: PathAdapter[] = [direct, socat, sshDefault, sshAes, portico];
+  const known = new Set(all.map((a) => a.name));
+  for (const n of opt.only ?? []) if (!known.has(n)) throw new Error(`--only: unknown path ${n} (known: ${[...known].join(', ')})`);
+  const wanted = all.filter((a) => !opt.only || opt.only.includes(a.name));
+  const skipped: { what: string; why: string }[] = [];
+
+  const usable: PathAdapter[] = [];
+  for (const a of wanted) {
+    const why = await a.available();
+    if (why) skipped.push({ what: a.label, why });
+    else usable.push(a);
+  }
+
+  const haveIperf = !!iperf3Path() && !opt.node;
+  if (!iperf3Path()) skipped.push({ what: 'iperf3 throughput', why: 'iperf3 not installed; throughput rows use the Node generators (slower than iperf3)' });
+  else if (opt.node) skipped.push({ what: 'iperf3 throughput', why: '--node-throughput given; throughput rows use the Node generators' });
+  const wrkMissing = nginxWrkMissing();
+  if (wrkMissing) skipped.push({ what: 'HTTP conn/s (nginx + wrk)', why: wrkMissing });
+
+  // 1. Portico first: it decides which target ports exist (identity mapping).
+  const live: Live[] = [];
+  const opened = new Map<string, PathInstance>();
+  let targetPorts: number[] | null = null;
+  const tunnel = usable.find((a) => a.name === 'portico');
+  if (tunnel) {
+    log('starting Portico relay + agent…');
+    try {
+      const inst = await tunnel.open({ targetHost: LOCAL_HOST });
+      opened.set(tunnel.name, inst);
+      targetPorts = inst.targetPorts;
+      if (!targetPorts || targetPorts.length < 5) throw new Error(`Portico gave ${targetPorts?.length ?? 0} ports, need 5`);
+    } catch (e) {
+      skipped.push({ what: tunnel.label, why: `failed to start: ${(e as Error).message}` });
+      const inst = opened.get(tunnel.name);
+      opened.delete(tunnel.name);
+      targetPorts = null;
+      if (inst) await inst.stop().catch(() => {});
+    }
+  }
+  const port = async (i: number): Promise<number> => targetPorts?.[i] ?? freePort(LOCAL_HOST);
+  const tp = { iperf: await port(0), echo: await port(1), source: await port(2), sink: await port(3), http: await port(4) };
+
+  // 2. Target services on 127.0.0.2, shared by every path.
+  log(`target services on ${LOCAL_HOST}: ${JSON.stringify(tp)}`);
+  const stops: (() => Promise<void>)[] = [];
+  if (haveIperf) stops.push((await startIperf3Server(LOCAL_HOST, tp.iperf)).stop);
+  const srv = spawnTracked(
+    process.execPath,
+    [path.join(here, 'load/servers.js'), '--host', LOCAL_HOST, '--echo', String(tp.echo), '--source', String(tp.source), '--sink', String(tp.sink), '--max-seconds', String(capMs / 1000)],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  stops.push(() => stopChild(srv));
+  for (let i = 0; i < 100 && !srv.output().includes('ready'); i++) await sleep(50);
+  if (!srv.output().includes('ready')) throw new Error(`target servers did not start: ${srv.output()}`);
+  let haveWrk = !wrkMissing && plan.wrkSeconds > 0;
+  if (!wrkMissing && !haveWrk) skipped.push({ what: 'HTTP conn/s (nginx + wrk)', why: 'full run only (--quick)' });
+  if (haveWrk) {
+    try {
+      stops.push((await startNginxOrigin(LOCAL_HOST, tp.http)).stop);
+    } catch (e) {
+      haveWrk = false;
+      skipped.push({ what: 'HTTP conn/s (nginx + wrk)', why: `nginx failed to start: ${(e as Error).message}` });
+    }
+  }
+
+  // 3. Open every path and its forwards; smoke-test each through the echo service.
+  for (const a of usable) {
+    try {
+      let inst = opened.get(a.name);
+      if (!inst) {
+        log(`starting ${a.label}…`);
+        inst = await a.open({ targetHost: LOCAL_HOST });
+        opened.set(a.name, inst);
+      }
+      const fwd = (p: number): Promise<Forward> => (inst as PathInstance).start({ targetHost: LOCAL_HOST, targetPort: p });
+      const l: Live = {
+        adapter: a,
+        inst,
+        fw: { echo: await fwd(tp.echo), source: await fwd(tp.source), sink: await fwd(tp.sink) },
+      };
+      if (haveIperf) l.fw.iperf = await fwd(tp.iperf);
+      if (haveWrk) l.fw.http = await fwd(tp.http);
+      await smoke(l.fw.echo);
+      live.push(l);
+    } catch (e) {
+      skipped.push({ what: a.label, why: `failed: ${(e as Error).message.slice(0, 400)}` });
+      const inst = opened.get(a.name);
+      opened.delete(a.name);
+      if (inst) await inst.stop().catch(() => {});
+    }
+  }
+  if (!live.length) throw new Error('no path could be started');
+  log(`paths: ${live.map((l) => l.adapter.name).join(', ')}; ${opt.quick ? 'quick' : 'full'} run`);
+
+  // 4. Measurements, interleaved across paths (rotating the order every repetition).
+  const cols: Column[] = live.map((l) => ({ name: l.adapter.name, label: l.adapter.label }));
+  const raw: Record<string, Record<string, unknown[]>> = {};
+  const rows: Row[] = [];
+  const newRow = (key: string, label: string, unit: string, kind: Row['kind']): Row => {
+    const r: Row = { key, label, unit, kind, values: {}, errors: {} };
+    rows.push(r);
+    raw[key] = {};
+    return r;
+  };
+  const record = (key: string, p: string, v: unknown): void => {
+    ((raw[key] ??= {})[p] ??= []).push(v);
+  };
+  const measure = async <T>(
+    title: string,
+    reps: number,
+    fn: (l: Live) => Promise<T>,
+    onResult: (l: Live, r: T) => void,
+    onError: (l: Live, e: Error) => void,
+  ): Promise<void> => {
+    for (let rep = 0; rep < reps; rep++) {
+      const order = live.map((_, i) => live[(i + rep) % live.length] as Live);
+      for (const l of order) {
+        log(`${title}${reps > 1 ? ` (${rep + 1}/${reps})` : ''}: ${l.adapter.name}`);
+        try {
+          onResult(l, await fn(l));
+        } catch (e) {
+          log(`  ${l.adapter.name}: ${(e as Error).message}`);
+          onError(l, e as Error);
+        }
+        await sleep(plan.pauseMs);
+      }
+    }
+  };
+
+  const throughput = async (l: Live, streams: number, reverse: boolean): Promise<ThroughputResult> => {
+    if (haveIperf && l.fw.iperf) {
+      return runIperf3({ host: l.fw.iperf.host, port: l.fw.iperf.port, streams, seconds: plan.tpSeconds, reverse, omitSeconds: plan.omit });
+    }
+    return reverse
+      ? download({ host: l.fw.source.host, port: l.fw.source.port, streams, seconds: plan.tpSeconds })
+      : upload({ host: l.fw.sink.host, port: l.fw.sink.port, streams, seconds: plan.tpSeconds });
+  };
+  const tpRow = async (key: string, label: string, streams: number, reverse: boolean, reps: number, fairness?: Row): Promise<void> => {
+    const row = newRow(key, label, 'MiB/s', 'rate');
+    const per: Record<string, number[]> = {};
+    const fair: Record<string, number[]> = {};
+    await measure(
+      label,
+      reps,
+      (l) => throughput(l, streams, reverse),
+      (l, r) => {
+        const n = l.adapter.name;
+        (per[n] ??= []).push(r.bytesPerSec / MiB);
+        const mean = r.perStream.length ? r.perStream.reduce((a, b) => a + b, 0) / r.perStream.length : 0;
+        if (mean > 0) (fair[n] ??= []).push(Math.min(...r.perStream) / mean);
+        record(key, n, { tool: r.tool, MiBps: r.bytesPerSec / MiB, seconds: r.seconds, perStreamMiBps: r.perStream.map((x) => x / MiB) });
+      },
+      (l, e) => {
+        row.errors[l.adapter.name] = e.message;
+        record(key, l.adapter.name, { error: e.message });
+      },
+    );
+    for (const [n, xs] of Object.entries(per)) row.values[n] = median(xs);
+    if (fairness) for (const [n, xs] of Object.entries(fair)) fairness.values[n] = median(xs);
+  };
+
+  await tpRow('tp1', '1 stream, client→service', 1, false, plan.tpReps);
+  if (plan.reverse) await tpRow('tp1r', '1 stream, service→client', 1, true, plan.tpReps);
+  await tpRow('tp8', '8 streams, aggregate', 8, false, 1);
+  const fairRow: Row = { key: 'fair100', label: '100 streams, min ÷ mean stream', unit: 'ratio', kind: 'fraction', values: {}, errors: {} };
+  await tpRow('tp100', '100 streams, aggregate', 100, false, 1, fairRow);
+  rows.push(fairRow);
+
+  const l50 = newRow('lat50', '1 KiB req/resp @1,000/s, p50', 'µs', 'latency');
+  const l99 = newRow('lat99', '1 KiB req/resp @1,000/s, p99', 'µs', 'latency');
+  const p50s: Record<string, number[]> = {};
+  const p99s: Record<string, number[]> = {};
+  await measure(
+    'latency',
+    plan.reps,
+    (l) =>
+      pacedLatency({ host: l.fw.echo.host, port: l.fw.echo.port, rate: 1000, size: 1024, seconds: plan.latSeconds, warmupSeconds: plan.warmup }),
+    (l, r) => {
+      (p50s[l.adapter.name] ??= []).push(r.p50us);
+      (p99s[l.adapter.name] ??= []).push(r.p99us);
+      l50.values[l.adapter.name] = median(p50s[l.adapter.name] ?? []);
+      l99.values[l.adapter.name] = median(p99s[l.adapter.name] ?? []);
+      if (r.completed < r.sent) l99.errors[l.adapter.name] = `${r.sent - r.completed} lost`;
+      record('latency', l.adapter.name, r);
+    },
+    (l, e) => {
+      l50.errors[l.adapter.name] = l99.errors[l.adapter.name] = e.message;
+      record('latency', l.adapter.name, { error: e.message });
+    },
+  );
+
+  const conn = newRow('conn', 'new conns (open + 4 KiB echo + close)', 'conn/s', 'rate');
+  const cps: Record<string, number[]> = {};
+  await measure(
+    'conn rate',
+    plan.reps,
+    (l) =>
+      connRate({ host: l.fw.echo.host, port: l.fw.echo.port, seconds: plan.connSeconds, concurrency: 16, size: 4096, warmupSeconds: plan.warmup }),
+    (l, r) => {
+      (cps[l.adapter.name] ??= []).push(r.perSec);
+      conn.values[l.adapter.name] = median(cps[l.adapter.name] ?? []);
+      if (r.errors) conn.errors[l.adapter.name] = `${r.errors} errors (${r.firstError ?? ''})`;
+      record('conn', l.adapter.name, r);
+    },
+    (l, e) => {
+      conn.errors[l.adapter.name] = e.message;
+      record('conn', l.adapter.name, { error: e.message });
+    },
+  );
+
+  if (haveWrk && plan.wrkSeconds > 0) {
+    const http = newRow('http', 'HTTP new conns, wrk → nginx 4 KiB, Connection: close', 'req/s', 'rate');
+    await measure(
+      'wrk',
+      1,
+      async (l) => {
+        if (!l.fw.http) throw new Error('no http forward');
+        return runWrkClose({ host: l.fw.http.host, port: l.fw.http.port, seconds: plan.wrkSeconds, connections: 16 });
+      },
+      (l, r) => {
+        http.values[l.adapter.name] = r.perSec;
+        if (r.non2xx || r.socketErrors) http.errors[l.adapter.name] = `non2xx ${r.non2xx}; socket errors ${r.socketErrors ?? 0}`;
+        record('http', l.adapter.name, r);
+      },
+      (l, e) => {
+        http.errors[l.adapter.name] = e.message;
+        record('http', l.adapter.name, { error: e.message });
+      },
+    );
+  }
+
+  // 5. Tear down (paths first, then the services they forward to).
+  log('stopping…');
+  for (const l of live) await l.inst.stop().catch((e: unknown) => log(`stop ${l.adapter.name}: ${(e as Error).message}`));
+  for (const s of stops) await s().catch(() => {});
+  await cleanupAll();
+
+  // 6. Report.
+  judgeTargets(rows);
+  const table = renderTable(rows, cols);
+  const m = machine();
+  const lines: string[] = [];
+  lines.push('');
+  lines.push(
+    `Portico benchmark (${opt.quick ? 'quick' : 'full'}) — ${startedAt.toISOString()} — ${m.cores as number} cores ${String(m.cpu)}, ${m.memGiB as number} GiB, Linux ${String(m.kernel)}, Node ${String(m.node)}`,
+  );
+  lines.push(
+    `throughput: ${haveIperf ? `iperf3 -J, ${plan.tpSeconds} s${plan.omit ? ` (+${plan.omit} s omitted)` : ''}` : `Node generators, ${plan.tpSeconds} s`}, single stream median of ${plan.tpReps}; ` +
+      `latency: ${plan.latSeconds} s paced, conn rate: ${plan.connSeconds} s × 16 concurrent, each median of ${plan.reps}`,
+  );
+  lines.push('cells: value (ratio to direct); latency cells: value (added µs over direct)');
+  lines.push('');
+  lines.push(table);
+  const errs = rows.flatMap((r) => Object.entries(r.errors).map(([p, e]) => `  ${r.key} / ${p}: ${e.replace(/\s+/g, " ").slice(0, 240)}`));
+  if (errs.length) lines.push('', 'measurement errors:', ...errs);
+  if (skipped.length) lines.push('', 'skipped:', ...skipped.map((s) => `  ${s.what}: ${s.why}`));
+  const tgt = rows.filter((r) => r.target);
+  if (tgt.length && live.some((l) => l.adapter.name === 'portico')) {
+    lines.push('', 'targets: ' + tgt.map((r) => `${r.key} ${r.target?.pass === null ? 'n/a' : r.target?.pass ? 'PASS' : 'FAIL'} (${r.target?.detail ?? ''})`).join('; '));
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+
+  const report = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    mode: opt.quick ? 'quick' : 'full',
+    plan,
+    machine: m,
+    paths: live.map((l) => ({ name: l.adapter.name, label: l.adapter.label, info: l.inst.info })),
+    skipped,
+    rows: rows.map((r) => ({ key: r.key, label: r.label, unit: r.unit, values: r.values, errors: r.errors, target: r.target ?? null })),
+    raw,
+    table,
+  };
+  mkdirSync(path.dirname(opt.out), { recursive: true });
+  writeFileSync(opt.out, JSON.stringify(report, null, 2) + '\n');
+  log(`wrote ${path.relative(process.cwd(), opt.out) || opt.out}`);
+  clearTimeout(watchdog);
+}
+
+main()
+  .then(() => process.exit(0))
+  .catch(async (e: unknown) => {
+    log(`failed: ${(e as Error).stack ?? String(e)}`);
+    await cleanupAll();
+    process.exit(1);
+  });
