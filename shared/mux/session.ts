@@ -257,7 +257,7 @@ export class Session extends EventEmitter {
     if (!this.closeEmitted) await new Promise<void>((resolve) => this.closeWaiters.push(resolve));
   }
 
-  /** Hard stop: every stream is destroyed with err, the socket is destroyed. */
+  /** Hard stop: every stream is destroyed with err (without one if none: a premature close), the socket is destroyed. */
   destroy(err?: Error): void {
     this.shutdown(err, false);
   }
@@ -552,12 +552,12 @@ export class Session extends EventEmitter {
     this.pendingOpen = [];
     this.pendingOpenHead = 0;
     if (this.streams.size > 0) {
-      const streamErr = err ?? connectionLost('yamux session closed');
+      // destroy() without an error destroys streams without one too (readers see a premature close).
       const list = [...this.streams.values()];
       this.streams.clear();
       for (const st of list) {
         st._removed = true;
-        st.destroy(streamErr);
+        st.destroy(err);
       }
     }
     const waiters = this.drainedWaiters;
