@@ -1,0 +1,116 @@
+// Raw TCP through the tunnel: bulk both ways, many concurrent echoes, half-close.
+import t from 'tap';
+import net from 'node:net';
+import { readFileSync } from 'node:fs';
+import { startCluster, TARGET_HOST, type Cluster } from '../helpers/cluster.js';
+import { exchange, startEcho, startSourceSink, writeRandom } from '../helpers/targets.js';
+
+const MiB = 1024 * 1024;
+let cluster: Cluster;
+
+t.before(async () => {
+  cluster = await startCluster();
+});
+t.teardown(async () => {
+  await cluster?.stop();
+});
+
+t.test('256 MiB each way through one public port, sha256 equal at both ends', async (t) => {
+  const port = cluster.server.ports[0]!;
+  let serverSide!: { received: number; receivedSha: string; sent: number; sentSha: string };
+  const gotServer = new Promise<void>((res) => {
+    void startSourceSink(TARGET_HOST, port, 256 * MiB, (r) => {
+      serverSide = r;
+      res();
+    }).then((target) => t.teardown(() => target.close()));
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  const client = await exchange('127.0.0.1', port, 256 * MiB);
+  await gotServer;
+  t.equal(client.sent, 256 * MiB, 'client sent 256 MiB');
+  t.equal(serverSide.received, 256 * MiB, 'server received 256 MiB');
+  t.equal(serverSide.receivedSha, client.sentSha, 'client -> server sha256 equal');
+  t.equal(client.received, 256 * MiB, 'client received 256 MiB');
+  t.equal(client.receivedSha, serverSide.sentSha, 'server -> client sha256 equal');
+});
+
+t.test('200 concurrent connections each echo 1 MiB intact', async (t) => {
+  const port = cluster.server.ports[1]!;
+  const echo = await startEcho(TARGET_HOST, port);
+  t.teardown(() => echo.close());
+  const results = await Promise.all(Array.from({ length: 200 }, () => exchange('127.0.0.1', port, MiB)));
+  const bad = results.filter((r) => r.received !== MiB || r.receivedSha !== r.sentSha);
+  t.equal(bad.length, 0, 'every echo came back byte for byte');
+  t.equal(echo.accepted, 200, 'the target saw 200 connections');
+});
+
+t.test('half-close: client ends its side, server still replies, both see a clean end', async (t) => {
+  const port = cluster.server.ports[2]!;
+  let serverSawEnd = false;
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('end', () => {
+      serverSawEnd = true;
+      // Reply only after the client's FIN arrived: proves the write side stayed open.
+      setTimeout(() => s.end(`got ${Buffer.concat(chunks).length} bytes`), 100);
+    });
+  });
+  await new Promise<void>((r) => server.listen(port, TARGET_HOST, r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const reply = await new Promise<string>((resolve, reject) => {
+    const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    let data = '';
+    c.on('data', (d) => (data += d));
+    c.on('end', () => {
+      c.end();
+      resolve(data);
+    });
+    c.on('error', reject);
+    c.on('connect', () => c.end('hello half-close'));
+  });
+  t.ok(serverSawEnd, 'server saw the client FIN');
+  t.equal(reply, 'got 16 bytes', 'reply arrived after the client half-closed');
+});
+
+t.test('a client that stops reading keeps memory bounded; other streams keep flowing', async (t) => {
+  const slowPort = cluster.server.ports[3]!;
+  const fastPort = cluster.server.ports[4]!;
+  const GiB = 1024 * MiB;
+  let offered = 0;
+  const source = net.createServer((s) => {
+    s.on('error', () => undefined);
+    void writeRandom(s, GiB, MiB).then((r) => (offered = r.sent));
+  });
+  await new Promise<void>((r) => source.listen(slowPort, TARGET_HOST, r));
+  const echo = await startEcho(TARGET_HOST, fastPort);
+  t.teardown(async () => {
+    await echo.close();
+    await new Promise<void>((r) => source.close(() => r()));
+  });
+  const rss = (pid: number) => {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  };
+  const relayPid = cluster.relay.child.pid!;
+  const agentPid = cluster.agent.child.pid!;
+  const before = { relay: rss(relayPid), agent: rss(agentPid) };
+  const stuck = net.connect({ host: '127.0.0.1', port: slowPort });
+  stuck.pause(); // never reads
+  await new Promise((r) => stuck.once('connect', r));
+  await new Promise((r) => setTimeout(r, 3000));
+  const during = { relay: rss(relayPid), agent: rss(agentPid) };
+  // Another stream on the same tunnel still moves 16 MiB intact.
+  const other = await exchange('127.0.0.1', fastPort, 16 * MiB);
+  t.equal(other.receivedSha, other.sentSha, 'a concurrent stream completes intact');
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = { relay: rss(relayPid), agent: rss(agentPid) };
+  stuck.destroy();
+  const growth = Math.max(after.relay - before.relay, after.agent - before.agent, during.relay - before.relay, during.agent - before.agent);
+  t.comment(`RSS growth relay ${((after.relay - before.relay) / MiB).toFixed(1)} MiB, agent ${((after.agent - before.agent) / MiB).toFixed(1)} MiB while 1 GiB was offered`);
+  t.ok(offered < GiB, `the source was stalled by backpressure (it could not write the whole GiB)`);
+  t.ok(growth < 96 * MiB, `relay and agent grew by less than 96 MiB (max ${(growth / MiB).toFixed(1)} MiB)`);
+});
+
+
+

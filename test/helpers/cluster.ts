@@ -1,0 +1,313 @@
+/**
+ * Test and bench harness: real `portico relay` and `portico agent` processes
+ * (the compiled CLI) on free loopback ports, from a generated relay.yaml.
+ * Targets behind the agent live on 127.0.0.2 so identity forwarding never
+ * lands on the relay's own public listeners (127.0.0.1).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../../bin/portico.js', import.meta.url));
+export const TARGET_HOST = '127.0.0.2';
+
+/** A free TCP port on host (bound then released). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Collects a child's stdout lines and lets a test wait for one. */
+export class LineWatcher {
+  readonly lines: string[] = [];
+  private buf = '';
+  private waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  constructor(stream: NodeJS.ReadableStream | null) {
+    stream?.setEncoding?.('utf8');
+    stream?.on('data', (d: string) => {
+      this.buf += d;
+      let i: number;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        this.lines.push(line);
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.re.test(line)) return true;
+          w.resolve(line);
+          return false;
+        });
+      }
+    });
+  }
+  /** Resolves with the first line (seen before or later) matching re. */
+  waitFor(re: RegExp, timeoutMs = 20_000, after = 0): Promise<string> {
+    const seen = this.lines.slice(after).find((l) => re.test(l));
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.re !== re);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re}; got:\n${this.lines.slice(-20).join('\n')}`));
+      }, timeoutMs);
+      this.waiters.push({
+        re,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+    });
+  }
+}
+
+export interface Proc {
+  child: ChildProcess;
+  out: LineWatcher;
+  /** Resolves with the exit code (or signal name). */
+  exited: Promise<number | string>;
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+}
+
+function track(child: ChildProcess): Proc {
+  const out = new LineWatcher(child.stdout);
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig ?? -1)));
+  return {
+    child,
+    out,
+    exited,
+    stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+}
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+export function spawnPortico(args: string[], env: NodeJS.ProcessEnv = {}, logFile?: string): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    stdio: ['ignore', 'pipe', logFile ? 'pipe' : 'ignore'],
+    env: { ...process.env, ...env },
+  });
+  if (logFile && child.stderr) child.stderr.pipe(createWriteStream(logFile, { flags: 'a' }));
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return track(child);
+}
+
+export interface RelayOptions {
+  /** Extra YAML appended to the generated config (top-level keys). */
+  extraYaml?: string;
+  /** Reuse a data dir (restart tests). */
+  dataDir?: string;
+  /** Reuse the ports of an earlier relay (restart tests). */
+  ports?: RelayPorts;
+  perServer?: number;
+  logLevel?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface RelayPorts {
+  tunnel: number;
+  api: number;
+  https: number;
+  http: number;
+  rangeStart: number;
+  rangeEnd: number;
+}
+
+export interface RelayHandle extends Proc {
+  dataDir: string;
+  ports: RelayPorts;
+  apiUrl: string;
+  adminKey: string;
+  tunnelAddr: string;
+  caPath: string;
+  logFile: string;
+  configPath: string;
+  /** Calls the management API; returns status and parsed body. */
+  api<T = any>(method: string, path: string, body?: unknown, key?: string): Promise<{ status: number; body: T }>;
+}
+
+async function pickRange(size: number): Promise<{ start: number; end: number }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const start = 21000 + Math.floor(Math.random() * 380) * 100;
+    const probes = await Promise.all([start, start + Math.floor(size / 2), start + size - 1].map((p) => portFree(p)));
+    if (probes.every(Boolean)) return { start, end: start + size - 1 };
+  }
+  throw new Error('no free port range found');
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'portico-relay-'));
+  const ports: RelayPorts =
+    opts.ports ??
+    (await (async () => {
+      const range = await pickRange(200);
+      return { tunnel: await freePort(), api: await freePort(), https: await freePort(), http: await freePort(), rangeStart: range.start, rangeEnd: range.end };
+    })());
+  const configPath = join(dataDir, 'relay.yaml');
+  writeFileSync(
+    configPath,
+    [
+      `data_dir: ${dataDir}`,
+      `log_level: ${opts.logLevel ?? 'info'}`,
+      `tunnel: { listen: "127.0.0.1:${ports.tunnel}" }`,
+      `ports: { bind: 127.0.0.1, range: "${ports.rangeStart}-${ports.rangeEnd}", per_server: ${opts.perServer ?? 10} }`,
+      `https: { listen: "127.0.0.1:${ports.https}" }`,
+      `http: { listen: "127.0.0.1:${ports.http}" }`,
+      `api: { listen: "127.0.0.1:${ports.api}" }`,
+      opts.extraYaml ?? '',
+      '',
+    ].join('\n'),
+  );
+  const logFile = join(dataDir, 'relay.log');
+  const proc = spawnPortico(['relay', '--dev', '--config', configPath], opts.env ?? {}, logFile);
+  await Promise.race([
+    proc.out.waitFor(/^relay ready/, 30_000),
+    proc.exited.then((c) => {
+      throw new Error(`relay exited with ${c} before ready; log: ${safeRead(logFile)}`);
+    }),
+  ]);
+  const adminKey = opts.env?.PORTICO_ADMIN_KEY ?? readFileSync(join(dataDir, 'admin.key'), 'utf8').trim();
+  const apiUrl = `http://127.0.0.1:${ports.api}`;
+  return {
+    ...proc,
+    dataDir,
+    ports,
+    apiUrl,
+    adminKey,
+    tunnelAddr: `127.0.0.1:${ports.tunnel}`,
+    caPath: join(dataDir, 'ca.pem'),
+    logFile,
+    configPath,
+    api: async (method, path, body, key) => {
+      const res = await fetch(`${apiUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${key ?? adminKey}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : null };
+    },
+  };
+}
+
+function safeRead(p: string): string {
+  try {
+    return readFileSync(p, 'utf8').slice(-2000);
+  } catch {
+    return '';
+  }
+}
+
+export interface ServerHandle {
+  id: string;
+  ports: number[];
+  token: string;
+}
+
+export async function createServer(relay: RelayHandle, body: Record<string, unknown> = {}): Promise<ServerHandle> {
+  const res = await relay.api<{ data: { id: string; ports: number[]; agent_token: string } }>('POST', '/v1/servers', body);
+  if (res.status !== 201) throw new Error(`create server failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return { id: res.body.data.id, ports: res.body.data.ports, token: res.body.data.agent_token };
+}
+
+export interface AgentOptions {
+  localHost?: string;
+  /** Extra agent.yaml content (mappings etc.). */
+  yaml?: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Wait for the "connected" line (default true). */
+  wait?: boolean;
+}
+
+export interface AgentHandle extends Proc {
+  logFile: string;
+}
+
+export async function startAgent(relay: RelayHandle, token: string, opts: AgentOptions = {}): Promise<AgentHandle> {
+  const dir = mkdtempSync(join(tmpdir(), 'portico-agent-'));
+  const cfg = join(dir, 'agent.yaml');
+  writeFileSync(cfg, [`relay: "${relay.tunnelAddr}"`, `ca: ${relay.caPath}`, `local_host: ${opts.localHost ?? TARGET_HOST}`, 'max_backoff: 1s', opts.yaml ?? '', ''].join('\n'));
+  const logFile = join(dir, 'agent.log');
+  const proc = spawnPortico(['agent', '--config', cfg, ...(opts.args ?? [])], { PORTICO_TOKEN: token, ...(opts.env ?? {}) }, logFile);
+  void proc.exited.then(() => rmSync(dir, { recursive: true, force: true, maxRetries: 3 }));
+  if (opts.wait !== false) {
+    await Promise.race([
+      proc.out.waitFor(/^connected to /, 20_000),
+      proc.exited.then((c) => {
+        throw new Error(`agent exited with ${c} before connecting: ${safeRead(logFile)}`);
+      }),
+    ]);
+  }
+  return { ...proc, logFile };
+}
+
+export interface Cluster {
+  relay: RelayHandle;
+  server: ServerHandle;
+  agent: AgentHandle;
+  stop(): Promise<void>;
+}
+
+/** A relay, one server and its agent forwarding to TARGET_HOST. */
+export async function startCluster(opts: { relay?: RelayOptions; server?: Record<string, unknown>; agent?: AgentOptions } = {}): Promise<Cluster> {
+  const relay = await startRelay(opts.relay);
+  try {
+    const server = await createServer(relay, opts.server);
+    const agent = await startAgent(relay, server.token, opts.agent);
+    return {
+      relay,
+      server,
+      agent,
+      stop: async () => {
+        await agent.stop();
+        await relay.stop();
+        rmSync(relay.dataDir, { recursive: true, force: true, maxRetries: 3 });
+      },
+    };
+  } catch (err) {
+    await relay.stop('SIGKILL');
+    throw err;
+  }
+}
+
+/** Polls fn until it returns truthy or the timeout passes. */
+export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, intervalMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
