@@ -8,6 +8,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { authHook } from './auth.js';
 import { installErrorHandling } from './envelope.js';
 import { keyRoutes } from './routes/keys.js';
+import { proxyRoutes } from './routes/proxy.js';
 import { serverRoutes } from './routes/servers.js';
 import type { ApiDeps } from './types.js';
 
@@ -82,6 +83,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     api.addHook('onRequest', authHook(deps.adminKeyHash, deps.store));
     await api.register(serverRoutes, { prefix: '/v1/servers', deps, resource: 'servers' });
     await api.register(serverRoutes, { prefix: '/v1/clusters', deps, resource: 'clusters' });
+    await api.register(proxyRoutes, { prefix: '/v1/servers', deps, resource: 'servers' });
+    await api.register(proxyRoutes, { prefix: '/v1/clusters', deps, resource: 'clusters' });
     await api.register(keyRoutes, { prefix: '/v1/keys', deps });
   });
 

@@ -4,6 +4,7 @@
  * port and name, the per-server limit, UDP switch. Returns the normalised
  * fields (external port auto-assigned when omitted) or throws PorticoError.
  */
+import ipaddr from 'ipaddr.js';
 import { PorticoError } from '../../shared/errors.js';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { MappingRecord, Protocol, ServerRecord } from '../store/store.js';
@@ -125,4 +126,127 @@ export function describeBlock(ports: number[]): string {
   if (ports.length === 0) return 'none';
   const contiguous = ports[ports.length - 1]! - ports[0]! === ports.length - 1;
   return contiguous ? `${ports[0]}-${ports[ports.length - 1]}` : ports.join(', ');
+}
+
+// ---- health checks, access control and IP lists (API-declared settings) ----
+
+/** Ranges of health-check settings; the API's JSON schema publishes the same numbers. */
+export const HEALTH_LIMITS = {
+  intervalSeconds: { min: 1, max: 3600, default: 30 },
+  timeoutSeconds: { min: 1, max: 300, default: 10 },
+  expectedStatus: { min: 100, max: 599, default: 200 },
+  retries: { min: 0, max: 10, default: 3 },
+  pathMaxLength: 2048,
+} as const;
+
+/** Longest IP/CIDR list accepted in one field. */
+export const IP_LIST_MAX = 1000;
+
+/**
+ * A health check as stored and sent to the agent: the camelCase fields of the
+ * wire `HealthCheck` message (the session casts the record to it), defaults filled.
+ */
+export interface HealthCheckRecord {
+  [key: string]: unknown;
+  enabled: boolean;
+  /** Empty = TCP connect check. */
+  path: string;
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  expectedStatus: number;
+  retries: number;
+}
+
+function intIn(value: unknown, field: string, lim: { min: number; max: number }): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < lim.min || value > lim.max) {
+    throw new PorticoError('VALIDATION_FAILED', `${field} must be an integer from ${lim.min} to ${lim.max} (got ${JSON.stringify(value)})`, { field });
+  }
+  return value;
+}
+
+/**
+ * Validates an API `health_check` object (snake_case) and returns its stored
+ * form; null/undefined means "no health check".
+ */
+export function checkHealthCheck(input: unknown, field = 'health_check'): HealthCheckRecord | null {
+  if (input === undefined || input === null) return null;
+  if (typeof input !== 'object' || Array.isArray(input)) throw new PorticoError('VALIDATION_FAILED', `${field} must be an object`, { field });
+  const h = input as Record<string, unknown>;
+  const enabled = h.enabled === undefined ? true : h.enabled;
+  if (typeof enabled !== 'boolean') throw new PorticoError('VALIDATION_FAILED', `${field}.enabled must be true or false`, { field: `${field}.enabled` });
+  const path = h.path === undefined || h.path === null ? '' : h.path;
+  if (typeof path !== 'string' || (path !== '' && !path.startsWith('/')) || path.length > HEALTH_LIMITS.pathMaxLength || /[\s\u0000-\u001f\u007f]/.test(path)) {
+    throw new PorticoError('VALIDATION_FAILED', `${field}.path must be empty (TCP connect check) or an HTTP path starting with / without spaces`, { field: `${field}.path` });
+  }
+  const L = HEALTH_LIMITS;
+  const intervalSeconds = h.interval_seconds === undefined ? L.intervalSeconds.default : intIn(h.interval_seconds, `${field}.interval_seconds`, L.intervalSeconds);
+  const timeoutSeconds =
+    h.timeout_seconds === undefined ? Math.min(L.timeoutSeconds.default, intervalSeconds) : intIn(h.timeout_seconds, `${field}.timeout_seconds`, L.timeoutSeconds);
+  if (timeoutSeconds > intervalSeconds) {
+    throw new PorticoError('VALIDATION_FAILED', `${field}.timeout_seconds (${timeoutSeconds}) must not exceed interval_seconds (${intervalSeconds})`, {
+      field: `${field}.timeout_seconds`,
+    });
+  }
+  const expectedStatus = h.expected_status === undefined ? L.expectedStatus.default : intIn(h.expected_status, `${field}.expected_status`, L.expectedStatus);
+  const retries = h.retries === undefined ? L.retries.default : intIn(h.retries, `${field}.retries`, L.retries);
+  return { enabled, path, intervalSeconds, timeoutSeconds, expectedStatus, retries };
+}
+
+/** The API (snake_case) view of a stored health check. */
+export function healthCheckView(h: Record<string, unknown> | null): Record<string, unknown> | null {
+  if (!h) return null;
+  return {
+    enabled: h.enabled ?? true,
+    path: h.path ?? '',
+    interval_seconds: h.intervalSeconds ?? HEALTH_LIMITS.intervalSeconds.default,
+    timeout_seconds: h.timeoutSeconds ?? HEALTH_LIMITS.timeoutSeconds.default,
+    expected_status: h.expectedStatus ?? HEALTH_LIMITS.expectedStatus.default,
+    retries: h.retries ?? HEALTH_LIMITS.retries.default,
+  };
+}
+
+/**
+ * One IPv4/IPv6 address or CIDR block, strictly: dotted-quad IPv4, IPv6
+ * without a zone id, prefix within the family's length. Returns the canonical
+ * text (`2001:db8::/32`); throws VALIDATION_FAILED naming `field`.
+ */
+export function checkIpOrCidr(value: unknown, field: string): string {
+  const bad = () =>
+    new PorticoError('VALIDATION_FAILED', `${field} must be an IPv4/IPv6 address or CIDR block such as 203.0.113.0/24 (got ${JSON.stringify(value)})`, { field });
+  if (typeof value !== 'string' || value.length === 0 || value.length > 64 || value.includes('%')) throw bad();
+  const slash = value.indexOf('/');
+  const addrText = slash < 0 ? value : value.slice(0, slash);
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  if (ipaddr.IPv4.isValidFourPartDecimal(addrText)) addr = ipaddr.IPv4.parse(addrText);
+  else if (addrText.includes(':') && ipaddr.IPv6.isValid(addrText)) addr = ipaddr.IPv6.parse(addrText);
+  else throw bad();
+  if (slash < 0) return addr.toString();
+  const prefixText = value.slice(slash + 1);
+  const max = addr.kind() === 'ipv4' ? 32 : 128;
+  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max) throw bad();
+  return `${addr.toString()}/${Number(prefixText)}`;
+}
+
+/** A list of addresses/CIDRs (each checked by checkIpOrCidr), duplicates dropped. */
+export function checkIpList(value: unknown, field: string): string[] {
+  if (!Array.isArray(value)) throw new PorticoError('VALIDATION_FAILED', `${field} must be an array of IP addresses or CIDR blocks`, { field });
+  if (value.length > IP_LIST_MAX) throw new PorticoError('VALIDATION_FAILED', `${field} may hold at most ${IP_LIST_MAX} entries`, { field });
+  return [...new Set(value.map((v, i) => checkIpOrCidr(v, `${field}.${i}`)))];
+}
+
+/** Keys of an access-control document that hold IP lists. */
+const IP_LIST_KEYS = ['ip_whitelist', 'blocked_ips'] as const;
+
+/**
+ * The semantic checks of an access-control document (per mapping or
+ * server-wide), after its JSON-schema shape check: IP lists are real
+ * addresses/CIDRs (canonicalised). Returns the document to store. `field`
+ * prefixes error fields ('' when the document is the whole request body).
+ */
+export function checkAccessControl(input: unknown, field = 'access_control'): Record<string, unknown> | null {
+  if (input === undefined || input === null) return null;
+  if (typeof input !== 'object' || Array.isArray(input)) throw new PorticoError('VALIDATION_FAILED', `${field || 'body'} must be an object`, { field: field || 'body' });
+  const doc: Record<string, unknown> = { ...(input as Record<string, unknown>) };
+  for (const key of IP_LIST_KEYS) if (doc[key] !== undefined) doc[key] = checkIpList(doc[key], field ? `${field}.${key}` : key);
+  return doc;
 }
