@@ -22,6 +22,7 @@ import { LoopGuard } from './proxies/loop-guard.js';
 import { relayPublishers } from './proxies/registry.js';
 import type { PortPublisher } from './proxies/types.js';
 import { resolveMappings } from './mappings/resolve.js';
+import { WebProxy } from './vhost/https-server.js';
 import { buildApi } from './api/app.js';
 import { loadOrCreateAdminKey, type AdminKey } from './api/admin-key.js';
 import type { RelayHooks, ServerStatus } from './api/types.js';
@@ -42,6 +43,8 @@ export class Relay implements RelayHooks {
   readonly publishers: PortPublisher[];
   private tunnel: TransportListener | null = null;
   private api: FastifyInstance | null = null;
+  /** The HTTPS web proxy and its plain-HTTP redirect. */
+  web: WebProxy | null = null;
   private accepting = true;
   private readonly pendingPorts = new Map<number, number>();
 
@@ -75,10 +78,10 @@ export class Relay implements RelayHooks {
   }
 
   /** Where each listener ended up (ports may have been 0 in tests). */
-  get addresses(): { tunnel: string; api: string } {
+  get addresses(): { tunnel: string; api: string; https: string; http: string } {
     const api = this.api?.server.address();
     const apiAddr = api && typeof api === 'object' ? `${api.address}:${api.port}` : '';
-    return { tunnel: this.tunnel ? `${this.tunnel.host}:${this.tunnel.port}` : '', api: apiAddr };
+    return { tunnel: this.tunnel ? `${this.tunnel.host}:${this.tunnel.port}` : '', api: apiAddr, https: this.web?.addresses.https ?? '', http: this.web?.addresses.http ?? '' };
   }
 
   private async listen(): Promise<void> {
@@ -96,6 +99,7 @@ export class Relay implements RelayHooks {
         }),
       (err, peer) => logger.debug({ peer: peer ? `${peer.remoteAddress}:${peer.remotePort}` : undefined, err: err.message }, 'tunnel connection failed before a session'),
     );
+    this.web = await WebProxy.start({ config, logger, store: this.store, registry: this.registry, devTls: this.tls });
     this.api = await buildApi({ store: this.store, config, logger, adminKeyHash: this.adminKey.hash, relay: this });
     await this.api.listen({ host: config.api.listen.host, port: config.api.listen.port });
   }
@@ -103,6 +107,7 @@ export class Relay implements RelayHooks {
   private async online(session: AgentSession): Promise<void> {
     const old = this.registry.add(session);
     if (old && old !== session) old.terminate('SESSION_REPLACED', 'a newer connection of this server took over');
+    await this.web?.refresh(session.serverId); // the hello may have changed agent-declared mappings
     await this.publish(session.serverId, session.mappings);
   }
 
@@ -131,6 +136,7 @@ export class Relay implements RelayHooks {
   }
 
   async serverChanged(id: string): Promise<void> {
+    await this.web?.refresh(id);
     const session = this.registry.get(id);
     if (!session) return;
     const server = await this.store.getServer(id);
@@ -143,6 +149,7 @@ export class Relay implements RelayHooks {
   async serverDeleted(id: string): Promise<void> {
     this.registry.get(id)?.terminate('TOKEN_REVOKED', `server ${id} was deleted`);
     await Promise.all(this.publishers.map((p) => p.closeServer(id)));
+    await this.web?.refresh(id);
   }
 
   async tokenRotated(id: string): Promise<void> {
@@ -156,6 +163,7 @@ export class Relay implements RelayHooks {
     if (!this.accepting) return;
     this.accepting = false;
     const { logger } = this;
+    this.web?.close();
     await Promise.all([this.tunnel?.close(), ...this.publishers.map((p) => p.close())]);
     for (const s of this.registry.all()) {
       s.control.send({ shutdown: { reason: 'relay shutting down', graceMs } });
@@ -164,6 +172,7 @@ export class Relay implements RelayHooks {
     const deadline = Date.now() + graceMs;
     while (this.registry.openStreams > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     if (this.registry.openStreams > 0) logger.warn({ streams: this.registry.openStreams }, 'grace period over; closing open streams');
+    this.web?.destroy();
     for (const s of this.registry.all()) s.mux.destroy(new PorticoError('SHUTTING_DOWN', 'relay stopped'));
     await this.api?.close();
     await this.store.close();

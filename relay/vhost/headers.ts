@@ -1,0 +1,95 @@
+/**
+ * Header rewriting for the web proxy: hop-by-hop headers (RFC 9110 §7.6.1 and
+ * the ones named in `Connection`) never cross it; requests gain
+ * X-Forwarded-For/-Proto/-Host and, in `rewrite` mode, Host: localhost:<port>.
+ * Works on node's raw header arrays ([name, value, name, value, …]) so case,
+ * order and repeated headers reach the other side as sent.
+ */
+
+/** Always hop-by-hop, whatever `Connection` says. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+/** The tokens listed in Connection headers (lowercase), beyond the fixed set. */
+function connectionTokens(raw: string[]): Set<string> | null {
+  let extra: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
+    for (const tok of raw[i + 1]!.split(',')) {
+      const t = tok.trim().toLowerCase();
+      if (t && !HOP_BY_HOP.has(t)) (extra ??= new Set()).add(t);
+    }
+  }
+  return extra;
+}
+
+export interface ForwardInfo {
+  /** The client's IP as the relay saw it. */
+  clientIp: string;
+  /** The Host the client asked for (with its port, as sent). */
+  host: string;
+  /** `localhost:<port>` when the Host header is rewritten, else null (kept). */
+  rewriteHost: string | null;
+  /** Keep `Connection: Upgrade` + `Upgrade` (WebSocket handshakes). */
+  upgrade: string | null;
+}
+
+/** Request headers to send to the app. */
+export function forwardRequestHeaders(raw: string[], info: ForwardInfo): string[] {
+  const extra = connectionTokens(raw);
+  const out: string[] = [];
+  let xff: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
+    switch (lower) {
+      case 'host':
+        out.push(name, info.rewriteHost ?? raw[i + 1]!);
+        continue;
+      case 'x-forwarded-for':
+        xff = xff === null ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`;
+        continue;
+      // The relay is the TLS edge: what the client claims here is not true.
+      case 'x-forwarded-proto':
+      case 'x-forwarded-host':
+      // The relay already answered 100 Continue itself.
+      case 'expect':
+        continue;
+    }
+    out.push(name, raw[i + 1]!);
+  }
+  out.push('X-Forwarded-For', xff === null ? info.clientIp : `${xff}, ${info.clientIp}`, 'X-Forwarded-Proto', 'https', 'X-Forwarded-Host', info.host);
+  if (info.upgrade !== null) out.push('Connection', 'Upgrade', 'Upgrade', info.upgrade);
+  return out;
+}
+
+/** Response headers to send to the client. */
+export function forwardResponseHeaders(raw: string[]): string[] {
+  const extra = connectionTokens(raw);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+
+/** Serialises a request head for a raw byte stream (the WebSocket path). */
+export function serializeRequestHead(method: string, url: string, headers: string[]): string {
+  let s = `${method} ${url} HTTP/1.1\r\n`;
+  for (let i = 0; i < headers.length; i += 2) s += `${headers[i]!}: ${headers[i + 1]!}\r\n`;
+  return s + '\r\n';
+}

@@ -1,0 +1,237 @@
+/**
+ * The relay's web front: the TLS listener on https.listen (TLS 1.2+, modern
+ * AEAD ciphers, HTTP/1.1 only), hardened against slow and greedy clients
+ * (TLS handshake and header timeouts checked every second, header size limit,
+ * per-IP connection cap), the Host router, the forwarding proxy, and the
+ * plain-HTTP listener that redirects to HTTPS.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type net from 'node:net';
+import { readFileSync, statSync } from 'node:fs';
+import type { RelayConfig } from '../../shared/config/types.js';
+import type { Logger } from '../../shared/logging.js';
+import { normalizeAddress } from '../../shared/util/net.js';
+import type { Store } from '../store/store.js';
+import type { SessionRegistry } from '../sessions/registry.js';
+import { HostRouter } from './router.js';
+import { HttpProxy } from './proxy.js';
+import { StreamAgent } from './upstream-agent.js';
+import { redirectHandler } from './redirect.js';
+
+/** Mozilla "intermediate": TLS 1.3 suites, then ECDHE + AEAD for TLS 1.2. */
+export const TLS_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** Idle keep-alive connections from clients are closed after this long. */
+const CLIENT_KEEPALIVE_MS = 30_000;
+/** How often production certificate files are checked for renewal. */
+const CERT_CHECK_MS = 5 * 60_000;
+
+export const WEB_DEFAULTS = {
+  hostHeader: 'keep' as const,
+  maxHeaderBytes: 32 * 1024,
+  maxConnectionsPerIp: 256,
+  headerTimeout: 8_000,
+};
+
+export interface WebProxyDeps {
+  config: RelayConfig;
+  logger: Logger;
+  store: Store;
+  registry: SessionRegistry;
+  /** PEM used when config.https.cert/key are not set (--dev). */
+  devTls?: { cert: string; key: string };
+}
+
+export class WebProxy {
+  readonly router: HostRouter;
+  readonly agent = new StreamAgent();
+  readonly proxy: HttpProxy;
+  /** Connections refused by the per-IP cap. */
+  refusedConnections = 0;
+  private readonly https: https.Server;
+  private readonly http: http.Server;
+  private readonly perIp = new Map<string, number>();
+  private readonly sockets = new Set<net.Socket>();
+  private closing = false;
+  private certTimer: NodeJS.Timeout | null = null;
+  private certMtime = 0;
+
+  private constructor(private readonly deps: WebProxyDeps) {
+    const { config, logger } = deps;
+    const h = { ...WEB_DEFAULTS, ...definedOnly(config.https) };
+    this.router = new HostRouter(deps.store, config, logger.child({ part: 'vhost' }));
+    this.proxy = new HttpProxy({ config, logger: logger.child({ part: 'vhost' }), router: this.router, registry: deps.registry, agent: this.agent, closing: () => this.closing });
+    const checkEvery = Math.max(250, Math.min(1_000, Math.floor(h.headerTimeout / 2)));
+    const hardening = {
+      maxHeaderSize: h.maxHeaderBytes,
+      headersTimeout: h.headerTimeout,
+      // Whole-request limits would cut multi-GiB uploads; bodies are bounded by the idle timeouts instead.
+      requestTimeout: 0,
+      connectionsCheckingInterval: checkEvery,
+      keepAliveTimeout: CLIENT_KEEPALIVE_MS,
+      noDelay: true,
+      requireHostHeader: false,
+    };
+    this.https = https.createServer({
+      ...this.tlsMaterial(),
+      minVersion: 'TLSv1.2',
+      ciphers: TLS_CIPHERS,
+      honorCipherOrder: true,
+      ALPNProtocols: ['http/1.1'],
+      handshakeTimeout: h.headerTimeout,
+      ...hardening,
+    });
+    this.https.on('request', this.proxy.onRequest);
+    this.https.on('upgrade', this.proxy.onUpgrade);
+    this.https.on('tlsClientError', () => undefined);
+    this.http = http.createServer({ ...hardening, keepAliveTimeout: 5_000 }, redirectHandler(config));
+    for (const server of [this.https, this.http]) {
+      server.on('connection', (sock: net.Socket) => this.admit(sock, h.maxConnectionsPerIp));
+      server.on('clientError', (err: NodeJS.ErrnoException, sock: net.Socket) => {
+        if (sock.writable && !sock.destroyed && err.code === 'HPE_HEADER_OVERFLOW') {
+          sock.end('HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 40\r\n\r\nrequest headers are larger than allowed\n');
+        } else if (sock.writable && !sock.destroyed && err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+          sock.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        } else sock.destroy();
+      });
+    }
+  }
+
+  /** Loads the routing table and listens on https.listen and http.listen. */
+  static async start(deps: WebProxyDeps): Promise<WebProxy> {
+    const web = new WebProxy(deps);
+    await web.router.load();
+    const { https: hs, http: hp } = deps.config;
+    await listen(web.https, hs.listen.host, hs.listen.port);
+    try {
+      await listen(web.http, hp.listen.host, hp.listen.port);
+    } catch (err) {
+      web.https.close();
+      throw err;
+    }
+    web.watchCert();
+    return web;
+  }
+
+  get addresses(): { https: string; http: string } {
+    const fmt = (s: net.Server) => {
+      const a = s.address();
+      return a && typeof a === 'object' ? `${a.address}:${a.port}` : '';
+    };
+    return { https: fmt(this.https), http: fmt(this.http) };
+  }
+
+  /** Client connections open now (TLS and plain). */
+  get connections(): number {
+    return this.sockets.size;
+  }
+
+  /** Re-reads one server's routes (mappings or proxy settings changed, agent online, server deleted). */
+  async refresh(serverId: string): Promise<void> {
+    try {
+      await this.router.refresh(serverId);
+    } catch (err) {
+      this.deps.logger.error({ server: serverId, err: (err as Error).message }, 'could not refresh HTTPS routes');
+    }
+  }
+
+  /** Stops accepting, closes idle client connections and idle agent streams; running requests go on. */
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.certTimer) clearInterval(this.certTimer);
+    this.https.close();
+    this.http.close();
+    this.https.closeIdleConnections();
+    this.http.closeIdleConnections();
+    this.agent.drain();
+  }
+
+  /** Cuts everything still open (end of the shutdown grace period). */
+  destroy(): void {
+    this.close();
+    this.https.closeAllConnections();
+    this.http.closeAllConnections();
+    for (const s of this.proxy.tunnels) s.destroy();
+    for (const s of this.sockets) s.destroy();
+    this.agent.destroy();
+  }
+
+  private admit(sock: net.Socket, cap: number): void {
+    const ip = normalizeAddress(sock.remoteAddress);
+    const n = (this.perIp.get(ip) ?? 0) + 1;
+    if (n > cap) {
+      this.refusedConnections++;
+      if (this.refusedConnections % 1000 === 1) this.deps.logger.warn({ ip, cap }, 'per-IP connection cap reached; refusing connections');
+      sock.destroy();
+      return;
+    }
+    this.perIp.set(ip, n);
+    this.sockets.add(sock);
+    sock.once('close', () => {
+      this.sockets.delete(sock);
+      const left = (this.perIp.get(ip) ?? 1) - 1;
+      if (left <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, left);
+    });
+  }
+
+  private tlsMaterial(): { cert: string | Buffer; key: string | Buffer } {
+    const { cert, key } = this.deps.config.https;
+    if (cert && key) return { cert: readFileSync(cert), key: readFileSync(key) };
+    if (!this.deps.devTls) throw new Error('https.cert and https.key are required outside --dev');
+    return this.deps.devTls;
+  }
+
+  /** Picks up renewed certificate files (e.g. certbot) without a restart. */
+  private watchCert(): void {
+    const { cert } = this.deps.config.https;
+    if (!cert) return;
+    this.certMtime = safeMtime(cert);
+    this.certTimer = setInterval(() => {
+      const m = safeMtime(cert);
+      if (m === 0 || m === this.certMtime) return;
+      try {
+        this.https.setSecureContext({ ...this.tlsMaterial(), minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS, honorCipherOrder: true });
+        this.certMtime = m;
+        this.deps.logger.info({ cert }, 'reloaded the HTTPS certificate');
+      } catch (err) {
+        this.deps.logger.error({ cert, err: (err as Error).message }, 'could not reload the HTTPS certificate; keeping the old one');
+      }
+    }, CERT_CHECK_MS);
+    this.certTimer.unref();
+  }
+}
+
+function safeMtime(p: string): number {
+  try {
+    return statSync(p).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function listen(server: net.Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, backlog: 1024 }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
