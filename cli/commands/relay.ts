@@ -51,6 +51,8 @@ async function runRelay(flags: RelayFlags): Promise<number> {
   out(`portico relay ${VERSION}${config.dev ? ' (dev)' : ''}, data in ${rel(config.dataDir)}`);
   out(`tunnel  ${tunnel} (TLS${relay.tls.caPath ? `; agents pass --ca ${rel(relay.tls.caPath)}` : ''})`);
   out(`api     http://${api}/v1 (admin key: ${relay.adminKey.source === 'env' ? 'PORTICO_ADMIN_KEY' : rel(`${config.dataDir}/admin.key`)})`);
+  const web = relay.addresses;
+  out(`https   ${web.https} (https://<token>.secure.${config.domain}${config.https.listen.port === 443 ? '' : `:${config.https.listen.port}`}); http ${web.http} redirects to it`);
   out(`ports   ${config.ports.bind} ${config.ports.range.start}-${config.ports.range.end}, ${config.ports.perServer} per server, public host ${config.publicHostname}`);
   out('relay ready');
   return new Promise<number>((resolve) => {

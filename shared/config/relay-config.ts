@@ -43,7 +43,16 @@ export const RELAY_CONFIG_SHAPE = {
   },
   ports: { bind: LEAF, range: LEAF, per_server: LEAF, reserved: LEAF },
   mappings: { max_per_server: LEAF, reserved_internal_ports: LEAF },
-  https: { listen: LEAF, cert: LEAF, key: LEAF, timeouts: { standard: LEAF, streaming: LEAF, download: LEAF } },
+  https: {
+    listen: LEAF,
+    cert: LEAF,
+    key: LEAF,
+    timeouts: { standard: LEAF, streaming: LEAF, download: LEAF },
+    host_header: LEAF,
+    max_header_bytes: LEAF,
+    max_connections_per_ip: LEAF,
+    header_timeout: LEAF,
+  },
   http: { listen: LEAF },
   api: { listen: LEAF },
   store: { url: LEAF },
@@ -73,6 +82,10 @@ export const RELAY_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze({
   'https.timeouts.standard': '60s',
   'https.timeouts.streaming': '10m',
   'https.timeouts.download': '30m',
+  'https.host_header': 'keep',
+  'https.max_header_bytes': '32KiB',
+  'https.max_connections_per_ip': 256,
+  'https.header_timeout': '8s',
   'http.listen': '0.0.0.0:80',
   'api.listen': '127.0.0.1:7400',
   'store.url': 'sqlite:portico.db',
@@ -116,6 +129,12 @@ function parseStoreUrl(v: unknown): string {
   const s = parseString(v);
   if (/^sqlite:.+/.test(s) || /^postgres(ql)?:\/\/.+/.test(s)) return s;
   throw new ConfigValueError(`${showValue(v)} is not a store URL; use "sqlite:portico.db" (relative to data_dir), "sqlite:/abs/path.db" or "postgres://…"`);
+}
+
+function parseHostHeaderMode(v: unknown): 'keep' | 'rewrite' {
+  const s = parseString(v);
+  if (s === 'keep' || s === 'rewrite') return s;
+  throw new ConfigValueError(`${showValue(v)} is not a Host header mode; use "keep" (the client's Host) or "rewrite" (localhost:<internal port>)`);
 }
 
 const positive =
@@ -208,6 +227,14 @@ export function loadRelayConfig(opts: LoadRelayConfigOptions): RelayConfig {
       streaming: duration('https.timeouts.streaming'),
       download: duration('https.timeouts.download'),
     },
+    hostHeader: val('https.host_header', parseHostHeaderMode),
+    maxHeaderBytes: val('https.max_header_bytes', (v) => {
+      const n = parseSize(v);
+      if (n < 1024 || n > 1024 * 1024) throw new ConfigValueError(`${showValue(v)} is out of range; allowed 1KiB..1MiB`);
+      return n;
+    }),
+    maxConnectionsPerIp: val('https.max_connections_per_ip', (v) => parseInteger(v, { min: 1, max: 1_000_000 })),
+    headerTimeout: duration('https.header_timeout'),
   };
   const http = { listen: listen('http.listen') };
   const api = { listen: listen('api.listen') };

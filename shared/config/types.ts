@@ -45,6 +45,14 @@ export interface RelayConfig {
     cert?: string;
     key?: string;
     timeouts: { standard: number; streaming: number; download: number };
+    /** Host header the app sees: the client's (`keep`) or `localhost:<internal port>` (`rewrite`). */
+    hostHeader?: 'keep' | 'rewrite';
+    /** Largest request head (request line + headers) accepted, bytes; bigger gets 431. */
+    maxHeaderBytes?: number;
+    /** Open client connections allowed per IP address (HTTPS and plain HTTP together). */
+    maxConnectionsPerIp?: number;
+    /** A client must finish the TLS handshake, and then each request head, within this long (ms). */
+    headerTimeout?: number;
   };
   http: { listen: HostPort };
   api: { listen: HostPort };
