@@ -159,4 +159,108 @@ export class ApiClient {
   rotateToken(id: string): Promise<ApiResult<{ id: string; agent_token: string }>> {
     return this.request('POST', `/v1/servers/${encodeURIComponent(id)}/token`);
   }
+
+  // ---- proxy and port mappings ----
+
+  getProxy(serverId: string, include: ProxyIncludes = {}): Promise<ApiResult<ProxyView>> {
+    const q = new URLSearchParams();
+    if (include.health) q.set('include_health', 'true');
+    if (include.accessLogs) q.set('include_access_logs', 'true');
+    if (include.sslInfo) q.set('include_ssl_info', 'true');
+    const qs = q.toString();
+    return this.request('GET', proxyPath(serverId) + (qs ? `?${qs}` : ''));
+  }
+
+  setProxy(serverId: string, settings: ProxySettings): Promise<ApiResult<ProxySettingsView>> {
+    return this.request('PUT', proxyPath(serverId), settings);
+  }
+
+  createMapping(serverId: string, input: MappingInput & { internal_port: number }): Promise<ApiResult<PortMappingView>> {
+    return this.request('POST', `${proxyPath(serverId)}/ports`, input);
+  }
+
+  updateMapping(serverId: string, portId: string, patch: MappingInput): Promise<ApiResult<PortMappingView>> {
+    return this.request('PUT', `${proxyPath(serverId)}/ports/${encodeURIComponent(portId)}`, patch);
+  }
+
+  deleteMapping(serverId: string, portId: string): Promise<ApiResult<{ id: string; deleted: boolean }>> {
+    return this.request('DELETE', `${proxyPath(serverId)}/ports/${encodeURIComponent(portId)}`);
+  }
+
+  setAccess(serverId: string, doc: Record<string, unknown>): Promise<ApiResult<{ access_control: Record<string, unknown>; updated_at?: string }>> {
+    return this.request('PUT', `${proxyPath(serverId)}/access`, doc);
+  }
+}
+
+// ---- proxy and port mappings (/v1/servers/{id}/proxy…) ----
+
+export interface PortMappingView {
+  server_id?: string;
+  id: string;
+  internal_port: number;
+  external_port: number;
+  protocol: 'tcp' | 'udp';
+  description: string;
+  name: string | null;
+  http: boolean;
+  source: 'api' | 'agent';
+  /** First HTTPS URL for http mappings, else the raw tcp://host:port. */
+  url: string;
+  urls: { raw: string; https: string[] };
+  status: 'active' | 'inactive';
+  health_status: 'healthy' | 'unhealthy' | 'unknown';
+  health_check: Record<string, unknown> | null;
+  access_control: Record<string, unknown> | null;
+  usage_statistics: Record<string, unknown>;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ProxyView {
+  server_id?: string;
+  cluster_id?: string;
+  proxy_url: string;
+  proxy_status: 'active' | 'inactive' | 'disabled';
+  proxy_enabled: boolean;
+  allowed_ips: string[];
+  public_hostname: string;
+  ports: number[];
+  identity_ports: number[];
+  port_mappings: PortMappingView[];
+  access_control: Record<string, unknown>;
+  network_configuration: Record<string, unknown>;
+  ssl_certificate?: Record<string, unknown>;
+  access_logs?: Record<string, unknown>[];
+}
+
+export interface MappingInput {
+  internal_port?: number;
+  external_port?: number;
+  protocol?: 'tcp' | 'udp';
+  description?: string;
+  name?: string | null;
+  http?: boolean;
+  health_check?: Record<string, unknown> | null;
+  access_control?: Record<string, unknown> | null;
+}
+
+export interface ProxyIncludes {
+  health?: boolean;
+  accessLogs?: boolean;
+  sslInfo?: boolean;
+}
+
+export interface ProxySettings {
+  enabled?: boolean;
+  allowedIps?: string[];
+}
+
+export interface ProxySettingsView {
+  proxyUrl: string;
+  enabled: boolean;
+  allowedIps: string[];
+}
+
+function proxyPath(serverId: string): string {
+  return `/v1/servers/${encodeURIComponent(serverId)}/proxy`;
 }

@@ -4,6 +4,7 @@ import { VERSION } from '../shared/version.js';
 import { registerRelayCommand } from './commands/relay.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerServerCommands } from './commands/server.js';
+import { registerPortsCommands } from './commands/ports.js';
 import { registerDemoCommand } from './commands/demo.js';
 
 const program = new Command('portico')
@@ -13,6 +14,7 @@ registerRelayCommand(program);
 registerAgentCommand(program);
 registerDemoCommand(program);
 registerServerCommands(program);
+registerPortsCommands(program);
 
 await program.parseAsync(process.argv);
 // Whatever a command leaves behind, leave once its work is done.
