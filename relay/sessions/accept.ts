@@ -49,6 +49,8 @@ export function acceptAgent(conn: Duplex, peer: PeerInfo, deps: AcceptDeps): voi
         return;
       }
       control = s;
+      // Errors surface through the session's close; never let them throw.
+      s.on('error', () => undefined);
       clearTimeout(noStream);
       void handshake(s);
     },

@@ -101,8 +101,9 @@ interface Live {
   fw: { iperf?: Forward; echo: Forward; source: Forward; sink: Forward; http?: Forward };
 }
 
+const t0 = Date.now();
 function log(msg: string): void {
-  process.stderr.write(`bench: ${msg}\n`);
+  process.stderr.write(`bench ${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s: ${msg}\n`);
 }
 
 function median(xs: number[]): number | undefined {

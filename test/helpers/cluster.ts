@@ -94,8 +94,10 @@ function track(child: ChildProcess): Proc {
 }
 
 const live = new Set<ChildProcess>();
+const agentDirs = new Set<string>();
 process.once('exit', () => {
   for (const c of live) c.kill('SIGKILL');
+  for (const d of agentDirs) rmSync(d, { recursive: true, force: true });
 });
 
 export function spawnPortico(args: string[], env: NodeJS.ProcessEnv = {}, logFile?: string): Proc {
@@ -255,7 +257,7 @@ export async function startAgent(relay: RelayHandle, token: string, opts: AgentO
   writeFileSync(cfg, [`relay: "${relay.tunnelAddr}"`, `ca: ${relay.caPath}`, `local_host: ${opts.localHost ?? TARGET_HOST}`, 'max_backoff: 1s', opts.yaml ?? '', ''].join('\n'));
   const logFile = join(dir, 'agent.log');
   const proc = spawnPortico(['agent', '--config', cfg, ...(opts.args ?? [])], { PORTICO_TOKEN: token, ...(opts.env ?? {}) }, logFile);
-  void proc.exited.then(() => rmSync(dir, { recursive: true, force: true, maxRetries: 3 }));
+  agentDirs.add(dir);
   if (opts.wait !== false) {
     await Promise.race([
       proc.out.waitFor(/^connected to /, 20_000),

@@ -1,0 +1,53 @@
+// Start-up contract: bad relay config is refused naming the key; agent exit codes; SIGTERM.
+import t from 'tap';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventually, freePort, spawnPortico, startCluster } from '../helpers/cluster.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'portico-cli-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+const cases: [string, string, RegExp][] = [
+  ['unknown key', 'ports:\n  rnage: 20000-20100\n', /ports\.rnage/],
+  ['bad port range', 'ports:\n  range: 30000-20000\n', /ports\.range/],
+  ['per_server below 10', 'ports:\n  per_server: 9\n', /ports\.per_server/],
+  ['per_server above 40', 'ports:\n  per_server: 41\n', /ports\.per_server/],
+  ['bad duration', 'udp:\n  flow_idle_timeout: soon\n', /udp\.flow_idle_timeout/],
+];
+for (const [name, yaml, re] of cases) {
+  t.test(`relay refuses to start: ${name}`, async (t) => {
+    const file = join(dir, `${name.replace(/\W+/g, '-')}.yaml`);
+    writeFileSync(file, `data_dir: ${join(dir, 'data')}\n${yaml}`);
+    const log = join(dir, `${name.replace(/\W+/g, '-')}.log`);
+    const p = spawnPortico(['relay', '--dev', '--config', file], {}, log);
+    t.equal(await p.exited, 2, 'exit status 2');
+    t.match(readFileSync(log, 'utf8'), re, 'the message names the key');
+  });
+}
+
+t.test('agent: --max-retries gives up with exit 1 when the relay is unreachable', async (t) => {
+  const port = await freePort();
+  const log = join(dir, 'agent-unreachable.log');
+  const p = spawnPortico(['agent', '--relay', `127.0.0.1:${port}`, '--token', `ptk_x_${'b'.repeat(32)}`, '--insecure', '--max-retries', '2'], {}, log);
+  t.equal(await p.exited, 1, 'exit status 1');
+  t.match(readFileSync(log, 'utf8'), /unreachable after 3 attempts/, 'says why');
+});
+
+t.test('agent: missing token is a config error (exit 2)', async (t) => {
+  const log = join(dir, 'agent-notoken.log');
+  const p = spawnPortico(['agent', '--relay', '127.0.0.1:7000', '--insecure'], { PORTICO_TOKEN: '' }, log);
+  t.equal(await p.exited, 2, 'exit status 2');
+  t.match(readFileSync(log, 'utf8'), /token/, 'names the token');
+});
+
+t.test('SIGTERM: agent exits 0, relay drains and exits 0; endpoint lines follow the spec format', async (t) => {
+  const c = await startCluster();
+  const lines = c.agent.out.lines;
+  await eventually(() => lines.filter((l) => l.startsWith('tcp  ')).length >= c.server.ports.length);
+  t.ok(lines.some((l) => /^tcp  \S+:\d+ -> 127\.0\.0\.2:\d+$/.test(l)), 'a line like "tcp  host:port -> 127.0.0.2:port"');
+  t.equal(lines.filter((l) => l.startsWith('tcp  ')).length, c.server.ports.length, 'one line per endpoint of the block');
+  t.equal(await c.agent.stop('SIGTERM'), 0, 'agent exit 0');
+  t.equal(await c.relay.stop('SIGTERM'), 0, 'relay exit 0');
+  rmSync(c.relay.dataDir, { recursive: true, force: true });
+});

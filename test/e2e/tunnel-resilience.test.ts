@@ -1,0 +1,117 @@
+// Relay restarts, wrong tokens, cross-server isolation, garbage on the tunnel port, the loop guard.
+import t from 'tap';
+import net from 'node:net';
+import tls from 'node:tls';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { createServer, eventually, startAgent, startRelay, TARGET_HOST, type RelayHandle } from '../helpers/cluster.js';
+import { exchange, refused, startEcho } from '../helpers/targets.js';
+
+const MiB = 1024 * 1024;
+
+t.test('relay SIGKILL + restart on the same data dir: the agent reconnects and the same ports carry traffic', async (t) => {
+  let relay = await startRelay();
+  const server = await createServer(relay);
+  const port = server.ports[0]!;
+  const echo = await startEcho(TARGET_HOST, port);
+  const agent = await startAgent(relay, server.token);
+  t.teardown(async () => {
+    await agent.stop();
+    await relay.stop();
+    await echo.close();
+    rmSync(relay.dataDir, { recursive: true, force: true });
+  });
+  const first = await exchange('127.0.0.1', port, MiB);
+  t.equal(first.receivedSha, first.sentSha, 'traffic flows before the crash');
+  const connectedBefore = agent.out.lines.filter((l) => l.startsWith('connected to')).length;
+  t.equal(await relay.stop('SIGKILL'), 'SIGKILL', 'relay killed');
+  t.ok(await refused('127.0.0.1', port, 2000), 'the public port is gone while the relay is down');
+  relay = await startRelay({ dataDir: relay.dataDir, ports: relay.ports });
+  await eventually(() => agent.out.lines.filter((l) => l.startsWith('connected to')).length > connectedBefore, 20_000);
+  const again = await exchange('127.0.0.1', port, MiB);
+  t.equal(again.receivedSha, again.sentSha, 'the same public port carries traffic after the restart');
+  const list = await relay.api('GET', `/v1/servers/${server.id}`);
+  t.same(list.body.data.ports, server.ports, 'the server kept its block');
+  t.equal(list.body.data.online, true, 'the API shows the agent online again');
+});
+
+t.test('tokens and isolation', async (t) => {
+  const relay = await startRelay();
+  const a = await createServer(relay, { id: 'server-a' });
+  const b = await createServer(relay, { id: 'server-b' });
+  const echoA = await startEcho(TARGET_HOST, a.ports[0]!);
+  const echoB = await startEcho(TARGET_HOST, b.ports[0]!);
+  t.teardown(async () => {
+    await relay.stop();
+    await echoA.close();
+    await echoB.close();
+    rmSync(relay.dataDir, { recursive: true, force: true });
+  });
+
+  await t.test('a wrong token makes the agent exit 2 with a one-line reason', async (t) => {
+    const bad = await startAgent(relay, `ptk_server-a_${'a'.repeat(32)}`, { wait: false });
+    t.equal(await bad.exited, 2, 'exit status 2');
+    const log = readFileSync(bad.logFile, 'utf8');
+    t.match(log, /portico agent: UNAUTHORIZED: agent token rejected/, 'the reason names the code');
+    t.notMatch(log, /a{32}/, 'the token is not echoed');
+    const garbage = await startAgent(relay, 'not-a-token', { wait: false });
+    t.equal(await garbage.exited, 2, 'a malformed token also exits 2');
+  });
+
+  await t.test("server B's agent cannot serve server A's ports", async (t) => {
+    const agentB = await startAgent(relay, b.token, { yaml: `mappings:\n  - internal_port: 9999\n    external_port: ${a.ports[1]}\n` });
+    t.teardown(() => agentB.stop());
+    await eventually(() => agentB.out.lines.some((l) => l.startsWith('refused mapping')));
+    t.ok(agentB.out.lines.some((l) => /refused mapping: .*PORT_OUT_OF_BLOCK|not in server server-b's block/.test(l)), 'a mapping into A\'s block is refused');
+    t.notOk(agentB.out.lines.some((l) => l.includes(`:${a.ports[0]} `)), "B's endpoint table has none of A's ports");
+    t.ok(await refused('127.0.0.1', a.ports[0]!), "A's port is closed while only B's agent is online");
+    const viaB = await exchange('127.0.0.1', b.ports[0]!, 64 * 1024);
+    t.equal(viaB.receivedSha, viaB.sentSha, "B's own port works");
+    t.equal(echoA.accepted, 0, "A's target never saw a connection");
+  });
+
+  await t.test('1,000 garbage bytes on the tunnel port disconnect only that peer', async (t) => {
+    const agentA = await startAgent(relay, a.token);
+    t.teardown(() => agentA.stop());
+    const [host, port] = relay.tunnelAddr.split(':') as [string, string];
+    const plain = await new Promise<string>((resolve) => {
+      const s = net.connect({ host, port: Number(port) }, () => s.write(randomBytes(1000)));
+      s.on('error', () => undefined);
+      s.resume(); // read, so the relay's FIN is seen
+      s.on('close', () => resolve('closed'));
+      setTimeout(() => resolve('still open'), 10_000).unref();
+    });
+    t.equal(plain, 'closed', 'raw garbage: the relay closed that connection');
+    const inTls = await new Promise<string>((resolve) => {
+      const s = tls.connect({ host, port: Number(port), ca: readFileSync(relay.caPath), servername: 'localhost' }, () => s.write(randomBytes(1000)));
+      s.on('error', () => undefined);
+      s.resume(); // read, so the relay's FIN is seen
+      s.on('close', () => resolve('closed'));
+      setTimeout(() => resolve('still open'), 10_000).unref();
+    });
+    t.equal(inTls, 'closed', 'garbage inside TLS (bad yamux frames): closed');
+    const ok = await exchange('127.0.0.1', a.ports[0]!, MiB);
+    t.equal(ok.receivedSha, ok.sentSha, 'the connected agent was not affected');
+    t.equal(agentA.out.lines.filter((l) => l.startsWith('connected to')).length, 1, 'and never had to reconnect');
+  });
+});
+
+t.test('loop guard: identity forwarding back into the relay is refused, not multiplied', async (t) => {
+  const relay: RelayHandle = await startRelay();
+  const server = await createServer(relay);
+  // local_host = the relay's own bind address: public P -> 127.0.0.1:P = the relay itself.
+  const agent = await startAgent(relay, server.token, { localHost: '127.0.0.1' });
+  t.teardown(async () => {
+    await agent.stop();
+    await relay.stop();
+    rmSync(relay.dataDir, { recursive: true, force: true });
+  });
+  const port = server.ports[5]!;
+  t.ok(await refused('127.0.0.1', port, 5000), 'the client sees the connection closed');
+  await new Promise((r) => setTimeout(r, 500));
+  const log = readFileSync(relay.logFile, 'utf8');
+  const loops = log.split('\n').filter((l) => l.includes('LOOP_DETECTED')).length;
+  t.equal(loops, 1, 'exactly one loop refused for one client connection (no snowball)');
+  const status = await relay.api('GET', `/v1/servers/${server.id}`);
+  t.equal(status.body.data.online, true, 'the agent stays online');
+});
