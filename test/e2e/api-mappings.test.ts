@@ -5,6 +5,8 @@
 import t from 'tap';
 import { X509Certificate, createHash } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
 import {
@@ -81,6 +83,24 @@ function readBanner(port: number, timeoutMs = 3_000): Promise<string | null> {
       clearTimeout(timer);
       resolve(data || null);
     });
+  });
+}
+
+/** GET https://HOST/ through the relay's HTTPS listener (127.0.0.1), verified against the dev CA. */
+function httpsGet(host: string, timeoutMs = 3_000, skipNameCheck = false): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host: '127.0.0.1', port: relay.ports.https, path: '/', servername: host, headers: { host, accept: 'application/json' }, ca: readFileSync(relay.caPath), agent: false, timeout: timeoutMs, ...(skipNameCheck && { checkServerIdentity: () => undefined }) },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
   });
 }
 
@@ -500,6 +520,39 @@ t.test('PUT /proxy {enabled, allowedIps}: stored and returned in the seed shape'
   expectError(t, await api('PUT', P(alice.id), {}), 400, 'VALIDATION_FAILED');
   expectError(t, await api('PUT', P('nope'), { enabled: true }), 404, 'NOT_FOUND');
   t.same((await api('PUT', P(alice.id), { allowedIps: [] })).body.data.allowedIps, [], 'cleared');
+});
+
+t.test('HTTPS routes of http mappings appear and disappear live; PUT /proxy enabled:false turns them off', async (t) => {
+  const internal = await freePort(TARGET_HOST);
+  const origin = http.createServer((_req, res) => res.end('hello over https'));
+  await new Promise<void>((r) => origin.listen(internal, TARGET_HOST, r));
+  t.teardown(() => new Promise<void>((r) => origin.close(() => r())));
+  const created = await api('POST', `${P(alice.id)}/ports`, { internal_port: internal, http: true, name: 'live-web' });
+  t.equal(created.status, 201);
+  const [secure, named] = created.body.data.urls.https.map((u: string) => new URL(u).hostname);
+  const first = await eventually(async () => {
+    const r = await httpsGet(secure);
+    return r.status === 200 ? r : null;
+  }, 1_000, 20);
+  t.equal(first!.body, 'hello over https', 'the token host serves within a second');
+  // Node refuses the dev cert's two-label wildcard *.localhost for alice-live-web.localhost (see report); the chain is still verified.
+  t.equal((await httpsGet(named, 3_000, true)).body, 'hello over https', 'the {owner}-{name} host too');
+
+  t.equal((await api('PUT', P(alice.id), { enabled: false })).status, 200);
+  const off = await eventually(async () => {
+    const r = await httpsGet(secure);
+    return r.status !== 200 ? r : null;
+  }, 2_000, 20);
+  t.equal(off!.status, 404, 'proxy turned off: the host answers 404');
+  t.equal((await api('PUT', P(alice.id), { enabled: true })).status, 200);
+  t.equal((await eventually(async () => ((await httpsGet(secure)).status === 200 ? true : null), 2_000, 20)), true, 'back on');
+
+  t.equal((await api('DELETE', `${P(alice.id)}/ports/${created.body.data.id}`)).status, 200);
+  const gone = await eventually(async () => {
+    const r = await httpsGet(secure);
+    return r.status === 404 ? r : null;
+  }, 2_000, 20);
+  t.equal(gone!.status, 404, 'deleted: unknown host');
 });
 
 t.test('PUT /proxy/access: the seed document validated, stored, returned', async (t) => {
