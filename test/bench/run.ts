@@ -17,7 +17,7 @@ import { direct } from './peers/direct.js';
 import { socat } from './peers/socat.js';
 import { sshAes, sshDefault } from './peers/ssh-r.js';
 import { portico, LOCAL_HOST } from './peers/portico.js';
-import { cleanupAll, freePort, sleep, spawnTracked, stopChild, which } from './peers/proc.js';
+import { cleanupAll, freePort, isStopping, sleep, spawnTracked, stopChild, which } from './peers/proc.js';
 import type { Forward, PathAdapter, PathInstance } from './peers/types.js';
 import { iperf3Path, iperf3Version, runIperf3, startIperf3Server } from './load/iperf3.js';
 import { download, upload, type ThroughputResult } from './load/throughput.js';
@@ -161,6 +161,7 @@ async function main(): Promise<void> {
   const opt = parseArgs(process.argv.slice(2));
   const plan = opt.quick ? QUICK : FULL;
   const startedAt = new Date();
+  const loadStart = os.loadavg()[0] ?? 0;
   // Hard cap for the whole run: nothing here may outlive it.
   const capMs = (opt.quick ? 240 : 1800) * 1000;
   const watchdog = setTimeout(() => {
@@ -235,31 +236,39 @@ async function main(): Promise<void> {
   }
 
   // 3. Open every path and its forwards; smoke-test each through the echo service.
-  for (const a of usable) {
-    try {
-      let inst = opened.get(a.name);
-      if (!inst) {
-        log(`starting ${a.label}…`);
-        inst = await a.open({ targetHost: LOCAL_HOST });
-        opened.set(a.name, inst);
+  // Started in parallel (ssh auth takes ~0.3 s per forward); kept in column order.
+  const started = await Promise.all(
+    usable.map(async (a): Promise<Live | null> => {
+      try {
+        let inst = opened.get(a.name);
+        if (!inst) {
+          log(`starting ${a.label}…`);
+          inst = await a.open({ targetHost: LOCAL_HOST });
+          opened.set(a.name, inst);
+        }
+        const fwd = (p: number): Promise<Forward> => (inst as PathInstance).start({ targetHost: LOCAL_HOST, targetPort: p });
+        const [echo, source, sink, iperf, http] = await Promise.all([
+          fwd(tp.echo),
+          fwd(tp.source),
+          fwd(tp.sink),
+          haveIperf ? fwd(tp.iperf) : undefined,
+          haveWrk ? fwd(tp.http) : undefined,
+        ]);
+        const l: Live = { adapter: a, inst, fw: { echo, source, sink } };
+        if (iperf) l.fw.iperf = iperf;
+        if (http) l.fw.http = http;
+        await smoke(l.fw.echo);
+        return l;
+      } catch (e) {
+        skipped.push({ what: a.label, why: `failed: ${(e as Error).message.slice(0, 400)}` });
+        const inst = opened.get(a.name);
+        opened.delete(a.name);
+        if (inst) await inst.stop().catch(() => {});
+        return null;
       }
-      const fwd = (p: number): Promise<Forward> => (inst as PathInstance).start({ targetHost: LOCAL_HOST, targetPort: p });
-      const l: Live = {
-        adapter: a,
-        inst,
-        fw: { echo: await fwd(tp.echo), source: await fwd(tp.source), sink: await fwd(tp.sink) },
-      };
-      if (haveIperf) l.fw.iperf = await fwd(tp.iperf);
-      if (haveWrk) l.fw.http = await fwd(tp.http);
-      await smoke(l.fw.echo);
-      live.push(l);
-    } catch (e) {
-      skipped.push({ what: a.label, why: `failed: ${(e as Error).message.slice(0, 400)}` });
-      const inst = opened.get(a.name);
-      opened.delete(a.name);
-      if (inst) await inst.stop().catch(() => {});
-    }
-  }
+    }),
+  );
+  for (const l of started) if (l) live.push(l);
   if (!live.length) throw new Error('no path could be started');
   log(`paths: ${live.map((l) => l.adapter.name).join(', ')}; ${opt.quick ? 'quick' : 'full'} run`);
 
@@ -286,6 +295,7 @@ async function main(): Promise<void> {
     for (let rep = 0; rep < reps; rep++) {
       const order = live.map((_, i) => live[(i + rep) % live.length] as Live);
       for (const l of order) {
+        if (isStopping()) return;
         log(`${title}${reps > 1 ? ` (${rep + 1}/${reps})` : ''}: ${l.adapter.name}`);
         try {
           onResult(l, await fn(l));
@@ -402,8 +412,8 @@ async function main(): Promise<void> {
 
   // 5. Tear down (paths first, then the services they forward to).
   log('stopping…');
-  for (const l of live) await l.inst.stop().catch((e: unknown) => log(`stop ${l.adapter.name}: ${(e as Error).message}`));
-  for (const s of stops) await s().catch(() => {});
+  await Promise.all(live.map((l) => l.inst.stop().catch((e: unknown) => log(`stop ${l.adapter.name}: ${(e as Error).message}`))));
+  await Promise.all(stops.map((s) => s().catch(() => {})));
   await cleanupAll();
 
   // 6. Report.
@@ -419,6 +429,11 @@ async function main(): Promise<void> {
     `throughput: ${haveIperf ? `iperf3 -J, ${plan.tpSeconds} s${plan.omit ? ` (+${plan.omit} s omitted)` : ''}` : `Node generators, ${plan.tpSeconds} s`}, single stream median of ${plan.tpReps}; ` +
       `latency: ${plan.latSeconds} s paced, conn rate: ${plan.connSeconds} s × 16 concurrent, each median of ${plan.reps}`,
   );
+  const loadEnd = os.loadavg()[0] ?? 0;
+  lines.push(`load average (1 min): ${loadStart.toFixed(2)} at start, ${loadEnd.toFixed(2)} at end`);
+  if (Math.max(loadStart, loadEnd) > os.cpus().length * 0.75) {
+    lines.push('WARNING: other work was using this machine\'s CPUs during the run; absolute figures and ratios are unreliable, re-run when it is idle');
+  }
   lines.push('cells: value (ratio to direct); latency cells: value (added µs over direct)');
   lines.push('');
   lines.push(table);
@@ -437,6 +452,7 @@ async function main(): Promise<void> {
     mode: opt.quick ? 'quick' : 'full',
     plan,
     machine: m,
+    loadAverage: { start: loadStart, end: os.loadavg()[0] ?? 0 },
     paths: live.map((l) => ({ name: l.adapter.name, label: l.adapter.label, info: l.inst.info })),
     skipped,
     rows: rows.map((r) => ({ key: r.key, label: r.label, unit: r.unit, values: r.values, errors: r.errors, target: r.target ?? null })),

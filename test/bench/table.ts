@@ -103,7 +103,7 @@ export function judgeTargets(rows: Row[]): void {
         row.target = {
           text: `≤ +${limit} µs vs direct`,
           pass: d === undefined ? null : d <= limit,
-          detail: d === undefined ? '—' : `+${fmtNum(d)} µs`,
+          detail: d === undefined ? '—' : `${d >= 0 ? '+' : '−'}${fmtNum(Math.abs(d))} µs`,
         };
         break;
       }

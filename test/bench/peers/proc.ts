@@ -12,6 +12,12 @@ const children = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
 const asyncCleanups = new Set<() => Promise<void>>();
 let handlersInstalled = false;
+let stopping = false;
+
+/** True once a signal or the watchdog asked the run to stop. */
+export function isStopping(): boolean {
+  return stopping;
+}
 
 /** Only loopback is ever a target of this harness. */
 export function assertLoopback(host: string): void {
@@ -136,6 +142,7 @@ function syncCleanup(): void {
 
 /** Run the async cleanups (bounded to 10 s), then kill whatever is left. */
 export async function cleanupAll(): Promise<void> {
+  stopping = true;
   const fns = [...asyncCleanups];
   asyncCleanups.clear();
   await withTimeout(Promise.allSettled(fns.map((f) => f())), 10_000);
