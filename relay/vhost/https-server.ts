@@ -18,6 +18,7 @@ import { HostRouter } from './router.js';
 import { HttpProxy } from './proxy.js';
 import { StreamAgent } from './upstream-agent.js';
 import { redirectHandler } from './redirect.js';
+import { devSniCallback, needsDevSni } from './dev-sni.js';
 
 /** Mozilla "intermediate": TLS 1.3 suites, then ECDHE + AEAD for TLS 1.2. */
 export const TLS_CIPHERS = [
@@ -31,6 +32,12 @@ export const TLS_CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305',
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
+
+/** What a client that broke the rules is told before the connection is closed. */
+const CLIENT_ERROR_ANSWERS: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: 'HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 40\r\n\r\nrequest headers are larger than allowed\n',
+  ERR_HTTP_REQUEST_TIMEOUT: 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+};
 
 /** Idle keep-alive connections from clients are closed after this long. */
 const CLIENT_KEEPALIVE_MS = 30_000;
@@ -83,11 +90,15 @@ export class WebProxy {
       noDelay: true,
       requireHostHeader: false,
     };
+    const tlsOptions = { minVersion: 'TLSv1.2' as const, ciphers: TLS_CIPHERS, honorCipherOrder: true };
+    const devSni =
+      !config.https.cert && needsDevSni(config.domain)
+        ? devSniCallback({ dataDir: config.dataDir, domain: config.domain, known: (host) => this.router.lookup(host) !== undefined, contextOptions: tlsOptions, logger })
+        : undefined;
     this.https = https.createServer({
       ...this.tlsMaterial(),
-      minVersion: 'TLSv1.2',
-      ciphers: TLS_CIPHERS,
-      honorCipherOrder: true,
+      ...tlsOptions,
+      ...(devSni ? { SNICallback: devSni } : {}),
       ALPNProtocols: ['http/1.1'],
       handshakeTimeout: h.headerTimeout,
       ...hardening,
@@ -99,10 +110,11 @@ export class WebProxy {
     for (const server of [this.https, this.http]) {
       server.on('connection', (sock: net.Socket) => this.admit(sock, h.maxConnectionsPerIp));
       server.on('clientError', (err: NodeJS.ErrnoException, sock: net.Socket) => {
-        if (sock.writable && !sock.destroyed && err.code === 'HPE_HEADER_OVERFLOW') {
-          sock.end('HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 40\r\n\r\nrequest headers are larger than allowed\n');
-        } else if (sock.writable && !sock.destroyed && err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-          sock.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        const answer = CLIENT_ERROR_ANSWERS[err.code ?? ''];
+        // Write the answer, then close for real: end() (a TLS half-close) would leave a slow client connected.
+        if (answer && sock.writable && !sock.destroyed) {
+          sock.write(answer, () => sock.destroy());
+          setTimeout(() => sock.destroy(), 1_000).unref();
         } else sock.destroy();
       });
     }

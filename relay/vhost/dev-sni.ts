@@ -1,0 +1,76 @@
+/**
+ * --dev only: certificates for `{owner}-{name}.localhost` hosts. TLS clients
+ * (OpenSSL, node, browsers) refuse a wildcard directly under a one-label name,
+ * so the dev leaf's `*.localhost` does not cover them (`*.secure.localhost`
+ * is fine). For routed hosts under such a domain, an SNI callback mints a
+ * leaf for the exact name, signed by the dev CA, and caches it.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { generate } from 'selfsigned';
+import type { Logger } from '../../shared/logging.js';
+
+const CACHE_MAX = 1000;
+const YEAR_MS = 365 * 24 * 3600 * 1000;
+
+export type SniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void;
+
+export interface DevSniOptions {
+  dataDir: string;
+  domain: string;
+  /** Only names this returns true for get a certificate (routed hosts). */
+  known(host: string): boolean;
+  /** TLS options every context shares with the main one. */
+  contextOptions: tls.SecureContextOptions;
+  logger: Logger;
+}
+
+/** True when `*.<domain>` is not a usable wildcard (one-label domains such as localhost). */
+export function needsDevSni(domain: string): boolean {
+  return !domain.includes('.');
+}
+
+export function devSniCallback(opts: DevSniOptions): SniCallback {
+  const suffix = `.${opts.domain}`;
+  const cache = new Map<string, Promise<tls.SecureContext>>();
+  let ca: { key: string; cert: string } | null = null;
+  const mint = async (host: string): Promise<tls.SecureContext> => {
+    ca ??= { key: readFileSync(join(opts.dataDir, 'ca.key'), 'utf8'), cert: readFileSync(join(opts.dataDir, 'ca.pem'), 'utf8') };
+    const now = Date.now();
+    const leaf = await generate([{ name: 'commonName', value: host }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      notBeforeDate: new Date(now - 3600_000),
+      notAfterDate: new Date(now + YEAR_MS),
+      ca,
+      extensions: [
+        { name: 'basicConstraints', cA: false },
+        { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+        { name: 'extKeyUsage', serverAuth: true },
+        { name: 'subjectAltName', altNames: [{ type: 2 as const, value: host }] },
+      ],
+    });
+    return tls.createSecureContext({ ...opts.contextOptions, cert: leaf.cert, key: leaf.private });
+  };
+  return (servername, cb) => {
+    const host = servername.toLowerCase();
+    const label = host.endsWith(suffix) ? host.slice(0, -suffix.length) : '';
+    if (!label || label.includes('.') || !opts.known(host)) return cb(null, undefined);
+    let p = cache.get(host);
+    if (!p) {
+      if (cache.size >= CACHE_MAX) cache.clear();
+      p = mint(host);
+      cache.set(host, p);
+      p.catch(() => cache.delete(host));
+    }
+    p.then(
+      (ctx) => cb(null, ctx),
+      (err: Error) => {
+        opts.logger.warn({ host, err: err.message }, 'could not make a dev certificate; using the wildcard one');
+        cb(null, undefined);
+      },
+    );
+  };
+}
