@@ -33,7 +33,7 @@ export async function startWebRelay(opts: WebRelayOptions = {}): Promise<RelayHa
   const dataDir = mkdtempSync(join(tmpdir(), 'portico-web-'));
   let rangeStart = 0;
   for (let i = 0; i < 50 && rangeStart === 0; i++) {
-    const s = 41000 + Math.floor(Math.random() * 200) * 100;
+    const s = 22000 + Math.floor(Math.random() * 100) * 100;
     if ((await portFree(s)) && (await portFree(s + 50)) && (await portFree(s + 99))) rangeStart = s;
   }
   if (rangeStart === 0) throw new Error('no free port range');
@@ -220,22 +220,25 @@ export async function startOrigin(host = TARGET_HOST): Promise<Origin> {
         return;
       }
       case '/sse':
+      case '/stream':
       case '/events': {
         const n = q('n', 5);
         const gap = q('gap', 200);
         const first = q('first', 0);
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        const ndjson = url.searchParams.get('type') === 'ndjson';
+        res.writeHead(200, { 'content-type': ndjson ? 'application/x-ndjson' : 'text/event-stream', 'cache-control': 'no-cache' });
         let i = 0;
         const tick = () => {
           if (res.destroyed) return;
-          res.write(`data: ${i} ${Date.now()}\n\n`);
+          res.write(ndjson ? `${JSON.stringify({ i, t: Date.now() })}\n` : `data: ${i} ${Date.now()}\n\n`);
           if (++i >= n) res.end();
           else later(gap, tick);
         };
         later(first, tick);
         return;
       }
-      case '/stall': {
+      case '/stall':
+      case '/api/generate': {
         later(q('ms', 3000), () => {
           if (!res.destroyed) res.writeHead(200, { 'content-type': 'text/plain' }).end('late\n');
         });
