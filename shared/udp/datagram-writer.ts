@@ -1,0 +1,110 @@
+/**
+ * The sending half of a UDP flow's stream, used by relay and agent alike:
+ * datagrams wait in a bounded drop-oldest queue and are flushed once per
+ * event-loop turn as ONE framed write (a burst read from a UDP socket becomes
+ * one mux data frame, not one frame and one TLS record per datagram). While
+ * the stream is backpressured (write() returned false: the peer's window or
+ * the tunnel is full) datagrams keep queueing and the oldest are dropped, so
+ * memory stays bounded and a slow flow never holds up another flow's stream.
+ */
+import type { Writable } from 'node:stream';
+import { encodeDatagrams } from '../framing/datagram.js';
+import { DropOldestQueue } from './drop-oldest-queue.js';
+
+export interface QueueLimits {
+  /** Datagrams held per flow and direction. */
+  datagrams: number;
+  /** Payload bytes held per flow and direction. */
+  bytes: number;
+}
+
+/** Largest single write (then the next turn continues). */
+const MAX_BATCH_BYTES = 256 * 1024;
+
+// One setImmediate flushes every writer that queued something this turn.
+let due: DatagramWriter[] = [];
+let scheduled = false;
+function flushDue(): void {
+  scheduled = false;
+  const list = due;
+  due = [];
+  for (let i = 0; i < list.length; i++) list[i]!._flush();
+}
+
+export class DatagramWriter {
+  readonly queue: DropOldestQueue;
+  private stream: Writable | null = null;
+  private waitingDrain = false;
+  private isDue = false;
+  private closed = false;
+  /** Datagrams written to the stream. */
+  written = 0;
+
+  /** `onDrop(n)` is told whenever the queue had to drop n datagrams. */
+  constructor(
+    limits: QueueLimits,
+    private readonly onDrop: (n: number) => void = () => undefined,
+  ) {
+    this.queue = new DropOldestQueue(limits.datagrams, limits.bytes);
+  }
+
+  /** Datagrams dropped (queue overflow) so far. */
+  get dropped(): number {
+    return this.queue.dropped;
+  }
+
+  /** Starts writing to `stream` (datagrams pushed before wait in the queue). */
+  attach(stream: Writable): void {
+    this.stream = stream;
+    this.schedule();
+  }
+
+  push(datagram: Buffer): void {
+    if (this.closed) return;
+    const n = this.queue.push(datagram);
+    if (n > 0) this.onDrop(n);
+    this.schedule();
+  }
+
+  /** Drops whatever is queued and stops writing. */
+  close(): void {
+    this.closed = true;
+    this.queue.clear();
+    this.stream = null;
+  }
+
+  private schedule(): void {
+    if (this.isDue || this.waitingDrain || this.stream === null) return;
+    this.isDue = true;
+    due.push(this);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flushDue);
+    }
+  }
+
+  /** @internal Called by the turn's flush. */
+  _flush(): void {
+    this.isDue = false;
+    const stream = this.stream;
+    if (stream === null || this.closed || this.waitingDrain) return;
+    if (stream.destroyed || stream.writableEnded) {
+      this.queue.clear();
+      return;
+    }
+    while (this.queue.length > 0) {
+      const batch = this.queue.take(MAX_BATCH_BYTES);
+      this.written += batch.length;
+      if (!stream.write(encodeDatagrams(batch))) {
+        this.waitingDrain = true;
+        stream.once('drain', this.onDrain);
+        return;
+      }
+    }
+  }
+
+  private readonly onDrain = (): void => {
+    this.waitingDrain = false;
+    if (this.queue.length > 0) this.schedule();
+  };
+}
