@@ -56,7 +56,7 @@ export const RELAY_CONFIG_SHAPE = {
   http: { listen: LEAF },
   api: { listen: LEAF },
   store: { url: LEAF },
-  udp: { flow_idle_timeout: LEAF },
+  udp: { flow_idle_timeout: LEAF, max_flows_per_server: LEAF, queue_datagrams: LEAF, queue_bytes: LEAF },
 } as const satisfies Shape;
 
 /**
@@ -90,6 +90,9 @@ export const RELAY_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze({
   'api.listen': '127.0.0.1:7400',
   'store.url': 'sqlite:portico.db',
   'udp.flow_idle_timeout': '60s',
+  'udp.max_flows_per_server': 1024,
+  'udp.queue_datagrams': 256,
+  'udp.queue_bytes': '256KiB',
 });
 
 /** What `--dev` puts in every unset key (on top of RELAY_DEFAULTS). data_dir is relative to the working directory. */
@@ -239,7 +242,17 @@ export function loadRelayConfig(opts: LoadRelayConfigOptions): RelayConfig {
   const http = { listen: listen('http.listen') };
   const api = { listen: listen('api.listen') };
   const store = { url: val('store.url', parseStoreUrl) };
-  const udp = { flowIdleTimeout: duration('udp.flow_idle_timeout') };
+  const udp = {
+    flowIdleTimeout: duration('udp.flow_idle_timeout'),
+    // Each flow is one mux stream; the agent accepts at most 4096 streams per tunnel, TCP included.
+    maxFlowsPerServer: val('udp.max_flows_per_server', (v) => parseInteger(v, { min: 1, max: 4000 })),
+    queueDatagrams: val('udp.queue_datagrams', (v) => parseInteger(v, { min: 1, max: 65_536 })),
+    queueBytes: val('udp.queue_bytes', (v) => {
+      const n = parseSize(v);
+      if (n < 64 * 1024 || n > 64 * 1024 * 1024) throw new ConfigValueError(`${showValue(v)} is out of range; allowed 64KiB..64MiB (one datagram may be 64 KiB)`);
+      return n;
+    }),
+  };
   src.throwIfProblems();
 
   // Pass 3: cross-field rules.

@@ -57,7 +57,16 @@ export interface RelayConfig {
   http: { listen: HostPort };
   api: { listen: HostPort };
   store: { url: string };
-  udp: { flowIdleTimeout: number };
+  udp: {
+    /** A flow (client addr:port) is forgotten after this long without a datagram either way (ms). */
+    flowIdleTimeout: number;
+    /** Live flows per server; datagrams opening more are dropped (logged). Optional (code defaults) so hand-built configs in tests stay valid. */
+    maxFlowsPerServer?: number;
+    /** Datagrams queued per flow and direction while its stream is backpressured; the oldest go first. */
+    queueDatagrams?: number;
+    /** Payload bytes queued per flow and direction (same drop-oldest rule). */
+    queueBytes?: number;
+  };
   /** How long SIGTERM waits for open streams before exiting (ms). */
   shutdownGrace: number;
 }

@@ -100,7 +100,7 @@ t.test('--dev alone gives the SPEC dev defaults', async (t) => {
     http: { listen: { host: '127.0.0.1', port: 8880 } },
     api: { listen: { host: '127.0.0.1', port: 7400 } },
     store: { url: 'sqlite:portico.db' },
-    udp: { flowIdleTimeout: 60_000 },
+    udp: { flowIdleTimeout: 60_000, maxFlowsPerServer: 1024, queueDatagrams: 256, queueBytes: 256 * 1024 },
     shutdownGrace: 30_000,
   });
   t.notOk('cert' in cfg.tunnel, 'no tunnel cert in dev');

@@ -1,0 +1,447 @@
+/**
+ * Raw UDP publishing: one datagram socket per public port while the server's
+ * agent is online and UDP is enabled. Each client flow (source addr:port) gets
+ * its own mux stream to the agent (StreamKind.UDP) carrying length-prefixed
+ * datagrams both ways (shared/framing/datagram.ts), so a slow or stalled flow
+ * only fills its own bounded queue. Flows expire after udp.flow_idle_timeout
+ * without a datagram either way and are capped per server.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { errorCodeFromWire } from '../../shared/errors.js';
+import { DatagramDecoder } from '../../shared/framing/datagram.js';
+import { DatagramWriter, type QueueLimits } from '../../shared/udp/datagram-writer.js';
+import { isLocalAddress, normalizeAddress } from '../../shared/util/net.js';
+import type { MuxStream } from '../../shared/mux/index.js';
+import { StreamKind } from '../../proto/index.js';
+import type { AgentSession } from '../sessions/agent-session.js';
+import type { ResolvedMapping } from '../mappings/resolve.js';
+import { LoopGuard } from './loop-guard.js';
+import type { PortPublisher, PublishProblem, PublisherDeps } from './types.js';
+
+/** How long the agent has to answer a flow's stream header. */
+const OPEN_TIMEOUT_MS = 15_000;
+/** After the agent refused a flow, its datagrams are dropped this long before a new try. */
+const FAILED_FLOW_HOLD_MS = 1_000;
+/** Kernel buffers of the public sockets (capped by net.core.[rw]mem_max). */
+const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Datagrams allowed to wait in libuv for a public socket before we drop instead. */
+const SEND_QUEUE_MAX = 4096;
+/** At most one overload / cap warning per server this often. */
+const WARN_INTERVAL_MS = 5_000;
+
+/** Defaults for the optional udp.* keys (the config loader always fills them). */
+const DEFAULT_MAX_FLOWS = 1024;
+const DEFAULT_QUEUE: QueueLimits = { datagrams: 256, bytes: 256 * 1024 };
+
+/** UDP counters of one server (live flows, and totals since the relay started). */
+export interface UdpServerStats {
+  flows: number;
+  datagramsIn: number;
+  datagramsOut: number;
+  /** Datagrams dropped by the relay: a flow's queue overflowed (oldest first) or a public socket's send queue was full. */
+  drops: number;
+  /** Datagrams of new flows refused because the server was at udp.max_flows_per_server. */
+  refusedByCap: number;
+  expiredFlows: number;
+}
+
+interface PortSocket {
+  serverId: string;
+  port: number;
+  /** mapping id + internal port: when it changes, live flows are closed so new datagrams reach the new target. */
+  target: string;
+  socket: dgram.Socket;
+  flows: Map<string, RelayFlow>;
+}
+
+type FlowState = 'opening' | 'open' | 'failed' | 'closed';
+
+class RelayFlow {
+  state: FlowState = 'opening';
+  stream: MuxStream | null = null;
+  lastActive = Date.now();
+  failedUntil = 0;
+  readonly writer: DatagramWriter;
+  readonly clientAddress: string;
+  rx = 0;
+  tx = 0;
+  sendDrops = 0;
+
+  constructor(
+    readonly key: string,
+    readonly ps: PortSocket,
+    readonly rinfoAddress: string,
+    readonly clientPort: number,
+    limits: QueueLimits,
+    onDrop: (n: number) => void,
+  ) {
+    this.clientAddress = normalizeAddress(rinfoAddress);
+    this.writer = new DatagramWriter(limits, onDrop);
+  }
+
+  get drops(): number {
+    return this.writer.dropped + this.sendDrops;
+  }
+}
+
+export function createUdpPublisher(deps: PublisherDeps): UdpPublisher {
+  return new UdpPublisher(deps);
+}
+
+export class UdpPublisher implements PortPublisher {
+  readonly protocol = 'udp' as const;
+  /** Loops over UDP are told apart from TCP ones (same port numbers, other sockets). */
+  readonly loopGuard = new LoopGuard();
+  private readonly sockets = new Map<number, PortSocket>();
+  private readonly stats = new Map<string, UdpServerStats>();
+  private readonly lastWarn = new Map<string, { at: number; suppressed: number }>();
+  private readonly limits: QueueLimits;
+  private readonly maxFlows: number;
+  private sweeper: NodeJS.Timeout | null = null;
+  private flowCount = 0;
+  private dropTotal = 0;
+  private closing = false;
+
+  constructor(private readonly deps: PublisherDeps) {
+    const u = deps.config.udp;
+    this.limits = { datagrams: u.queueDatagrams ?? DEFAULT_QUEUE.datagrams, bytes: u.queueBytes ?? DEFAULT_QUEUE.bytes };
+    this.maxFlows = u.maxFlowsPerServer ?? DEFAULT_MAX_FLOWS;
+  }
+
+  get listening(): number {
+    return this.sockets.size;
+  }
+
+  get connections(): number {
+    return this.flowCount;
+  }
+
+  /** Live flows across all servers. */
+  get flows(): number {
+    return this.flowCount;
+  }
+
+  /** Datagrams dropped by the relay since it started. */
+  get drops(): number {
+    return this.dropTotal;
+  }
+
+  /** The UDP counters of one server, or null if it never had UDP traffic. */
+  serverStats(serverId: string): UdpServerStats | null {
+    const s = this.stats.get(serverId);
+    return s ? { ...s } : null;
+  }
+
+  /** Public UDP ports bound for a server now. */
+  portsOf(serverId: string): number[] {
+    return [...this.sockets.values()].filter((p) => p.serverId === serverId).map((p) => p.port);
+  }
+
+  async sync(serverId: string, mappings: ResolvedMapping[]): Promise<PublishProblem[]> {
+    const want = new Map<number, ResolvedMapping>();
+    for (const m of mappings) if (m.protocol === 'udp') want.set(m.externalPort, m);
+    const closes: Promise<void>[] = [];
+    for (const ps of this.sockets.values()) {
+      if (ps.serverId !== serverId) continue;
+      const m = want.get(ps.port);
+      if (!m) closes.push(this.closeSocket(ps, 'unpublished'));
+      else if (targetOf(m) !== ps.target) {
+        ps.target = targetOf(m);
+        for (const f of [...ps.flows.values()]) this.closeFlow(f, 'mapping changed');
+      }
+    }
+    await Promise.all(closes);
+    const problems: PublishProblem[] = [];
+    await Promise.all(
+      [...want.values()].map(async (m) => {
+        const port = m.externalPort;
+        const have = this.sockets.get(port);
+        if (have) {
+          if (have.serverId !== serverId) problems.push({ port, code: 'PORT_ALREADY_MAPPED', message: `udp port ${port} is served for server ${have.serverId}` });
+          return;
+        }
+        try {
+          await this.bind(serverId, port, targetOf(m));
+        } catch (err) {
+          const e = err as NodeJS.ErrnoException;
+          const message = `cannot bind udp ${this.deps.config.ports.bind}:${port} (${e.code ?? e.message}): another process on the relay host holds it`;
+          this.deps.logger.error({ server: serverId, port, err: e.code ?? e.message }, message);
+          problems.push({ port, code: 'INTERNAL', message });
+        }
+      }),
+    );
+    return problems;
+  }
+
+  async closeServer(serverId: string): Promise<void> {
+    await Promise.all([...this.sockets.values()].filter((p) => p.serverId === serverId).map((p) => this.closeSocket(p, 'agent offline')));
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all([...this.sockets.values()].map((p) => this.closeSocket(p, 'relay stopping')));
+    this.stopSweeper();
+  }
+
+  // ---- sockets ----
+
+  private bind(serverId: string, port: number, target: string): Promise<void> {
+    const host = this.deps.config.ports.bind;
+    // '::' is dual-stack (IPv4 clients arrive as ::ffff:a.b.c.d); '0.0.0.0' is IPv4 only, like the TCP listeners.
+    const socket = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', reuseAddr: false });
+    const ps: PortSocket = { serverId, port, target, socket, flows: new Map() };
+    this.sockets.set(port, ps);
+    return new Promise<void>((resolve, reject) => {
+      socket.once('error', (err) => {
+        if (this.sockets.get(port) === ps) this.sockets.delete(port);
+        socket.close();
+        reject(err);
+      });
+      socket.bind({ port, address: host, exclusive: true }, () => {
+        socket.removeAllListeners('error');
+        socket.on('error', (err) => this.deps.logger.debug({ server: serverId, port, err: err.message }, 'public udp socket error'));
+        try {
+          socket.setRecvBufferSize(SOCKET_BUFFER_BYTES);
+          socket.setSendBufferSize(SOCKET_BUFFER_BYTES);
+        } catch {
+          // Kernel limits: keep the defaults.
+        }
+        socket.on('message', (msg, rinfo) => this.onMessage(ps, msg, rinfo));
+        resolve();
+      });
+    });
+  }
+
+  private closeSocket(ps: PortSocket, reason: string): Promise<void> {
+    if (this.sockets.get(ps.port) === ps) this.sockets.delete(ps.port);
+    for (const f of [...ps.flows.values()]) this.closeFlow(f, reason);
+    return new Promise<void>((res) => {
+      try {
+        ps.socket.close(() => res());
+      } catch {
+        res(); // already closed
+      }
+    });
+  }
+
+  // ---- flows ----
+
+  private onMessage(ps: PortSocket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const key = `${rinfo.address}|${rinfo.port}`;
+    let flow = ps.flows.get(key);
+    if (flow === undefined) {
+      flow = this.newFlow(ps, key, rinfo);
+      if (flow === undefined) return;
+    }
+    const st = this.statsOf(ps.serverId);
+    st.datagramsIn++;
+    flow.rx++;
+    if (flow.state === 'failed') {
+      this.countDrops(flow, 1);
+      return;
+    }
+    flow.lastActive = Date.now();
+    flow.writer.push(msg);
+  }
+
+  private newFlow(ps: PortSocket, key: string, rinfo: dgram.RemoteInfo): RelayFlow | undefined {
+    if (this.closing) return undefined;
+    const session = this.deps.registry.get(ps.serverId);
+    const mapping = session?.mappingForPort(ps.port, 'udp');
+    if (!session || !mapping) return undefined;
+    const st = this.statsOf(ps.serverId);
+    const max = this.maxFlows;
+    if (st.flows >= max) {
+      st.refusedByCap++;
+      this.warn(
+        `cap:${ps.serverId}`,
+        { server: ps.serverId, port: ps.port, client: `${normalizeAddress(rinfo.address)}:${rinfo.port}`, max, refused: st.refusedByCap },
+        (suppressed) =>
+          `udp flow cap: server ${ps.serverId} already has ${max} flows (udp.max_flows_per_server), so a datagram from new flow ${normalizeAddress(rinfo.address)}:${rinfo.port} to public port ${ps.port} was dropped` +
+          (suppressed > 0 ? ` (${suppressed} more refused since the last warning)` : ''),
+      );
+      return undefined;
+    }
+    const flow = new RelayFlow(key, ps, rinfo.address, rinfo.port, this.limits, (n) => this.countDrops(flow, n, true));
+    ps.flows.set(key, flow);
+    st.flows++;
+    this.flowCount++;
+    this.startSweeper();
+    void this.open(flow, session, mapping);
+    return flow;
+  }
+
+  private async open(flow: RelayFlow, session: AgentSession, mapping: ResolvedMapping): Promise<void> {
+    const { logger } = this.deps;
+    const ps = flow.ps;
+    if (isLocalAddress(flow.clientAddress) && (await this.loopGuard.isLoop(flow.clientAddress, flow.clientPort, ps.port))) {
+      this.loopGuard.refused++;
+      logger.warn(
+        { server: ps.serverId, port: ps.port, code: 'LOOP_DETECTED' },
+        `refused a udp loop: datagrams forwarded by server ${ps.serverId}'s agent came back into the relay's own public port ${ps.port}; local_host points at the relay`,
+      );
+      this.fail(flow, this.deps.config.udp.flowIdleTimeout);
+      return;
+    }
+    if (flow.state !== 'opening') return;
+    let opened;
+    try {
+      opened = session.open(
+        { mappingId: mapping.id, internalPort: mapping.internalPort, kind: StreamKind.UDP, clientAddress: flow.clientAddress, clientPort: flow.clientPort, publicPort: ps.port },
+        OPEN_TIMEOUT_MS,
+      );
+    } catch {
+      this.fail(flow, FAILED_FLOW_HOLD_MS);
+      return;
+    }
+    const stream = opened.stream;
+    flow.stream = stream;
+    stream.on('error', () => undefined);
+    stream.once('close', () => {
+      if (flow.stream === stream) this.closeFlow(flow, 'stream closed');
+    });
+    if (session.canLoop) this.loopGuard.track(mapping.internalPort, opened.opened, (fn) => stream.once('close', fn));
+    // The first datagrams go out right behind the header (no round trip before a DNS query leaves).
+    flow.writer.attach(stream);
+    let result;
+    try {
+      result = await opened.opened;
+    } catch (err) {
+      logger.debug({ server: ps.serverId, port: ps.port, err: (err as Error).message }, 'udp flow open failed');
+      this.fail(flow, FAILED_FLOW_HOLD_MS);
+      return;
+    }
+    if (!result.ok) {
+      const code = errorCodeFromWire(result.code ?? 0);
+      logger.debug({ server: ps.serverId, port: ps.port, internalPort: mapping.internalPort, code }, result.message || 'agent refused the udp flow');
+      this.fail(flow, FAILED_FLOW_HOLD_MS);
+      return;
+    }
+    if (flow.state !== 'opening') return;
+    flow.state = 'open';
+    logger.debug({ server: ps.serverId, port: ps.port, client: `${flow.clientAddress}:${flow.clientPort}`, flows: this.statsOf(ps.serverId).flows }, 'udp flow opened');
+    const decoder = new DatagramDecoder((d) => this.toClient(flow, d));
+    stream.on('data', (chunk: Buffer) => decoder.push(chunk));
+    stream.once('end', () => this.closeFlow(flow, 'agent ended'));
+    stream.resume();
+  }
+
+  private toClient(flow: RelayFlow, d: Buffer): void {
+    if (flow.state === 'closed') return;
+    const sock = flow.ps.socket;
+    if (sock.getSendQueueCount() >= SEND_QUEUE_MAX) {
+      flow.sendDrops++;
+      this.countDrops(flow, 1, true);
+      return;
+    }
+    flow.lastActive = Date.now();
+    flow.tx++;
+    this.statsOf(flow.ps.serverId).datagramsOut++;
+    try {
+      sock.send(d, flow.clientPort, flow.rinfoAddress);
+    } catch {
+      // Socket closed under us: the flow goes with it.
+    }
+  }
+
+  /** Keeps a refused flow's entry (dropping its datagrams) for `holdMs`, then forgets it. */
+  private fail(flow: RelayFlow, holdMs: number): void {
+    if (flow.state === 'closed') return;
+    flow.state = 'failed';
+    flow.failedUntil = Date.now() + holdMs;
+    flow.writer.close();
+    const s = flow.stream;
+    flow.stream = null;
+    s?.destroy();
+  }
+
+  private closeFlow(flow: RelayFlow, reason: string): void {
+    if (flow.state === 'closed') return;
+    const wasFailed = flow.state === 'failed';
+    flow.state = 'closed';
+    const ps = flow.ps;
+    if (ps.flows.get(flow.key) === flow) ps.flows.delete(flow.key);
+    const st = this.statsOf(ps.serverId);
+    st.flows--;
+    this.flowCount--;
+    if (reason === 'idle') st.expiredFlows++;
+    flow.writer.close();
+    const s = flow.stream;
+    flow.stream = null;
+    if (s && !s.destroyed) {
+      // FIN: the agent closes its socket and ends its side.
+      s.end();
+      const t = setTimeout(() => s.destroy(), 5_000);
+      t.unref();
+      s.once('close', () => clearTimeout(t));
+    }
+    if (!wasFailed) {
+      this.deps.logger.debug(
+        { server: ps.serverId, port: ps.port, client: `${flow.clientAddress}:${flow.clientPort}`, reason, datagramsIn: flow.rx, datagramsOut: flow.tx, drops: flow.drops, flows: st.flows },
+        'udp flow closed',
+      );
+    }
+    if (this.flowCount === 0) this.stopSweeper();
+  }
+
+  private countDrops(flow: RelayFlow, n: number, overload = false): void {
+    const st = this.statsOf(flow.ps.serverId);
+    st.drops += n;
+    this.dropTotal += n;
+    if (!overload) return;
+    this.warn(
+      `drop:${flow.ps.serverId}`,
+      { server: flow.ps.serverId, port: flow.ps.port, drops: st.drops },
+      (suppressed) =>
+        `udp overload: server ${flow.ps.serverId} cannot take datagrams as fast as they arrive; dropped the oldest queued datagrams (${st.drops} dropped so far${suppressed > 0 ? `, ${suppressed} overflow events since the last warning` : ''})`,
+    );
+  }
+
+  /** A warning at most once per WARN_INTERVAL_MS per key; the rest are counted into the next one. */
+  private warn(key: string, fields: Record<string, unknown>, message: (suppressed: number) => string): void {
+    const now = Date.now();
+    const w = this.lastWarn.get(key);
+    if (w && now - w.at < WARN_INTERVAL_MS) {
+      w.suppressed++;
+      return;
+    }
+    this.deps.logger.warn(fields, message(w?.suppressed ?? 0));
+    this.lastWarn.set(key, { at: now, suppressed: 0 });
+  }
+
+  private statsOf(serverId: string): UdpServerStats {
+    let s = this.stats.get(serverId);
+    if (!s) this.stats.set(serverId, (s = { flows: 0, datagramsIn: 0, datagramsOut: 0, drops: 0, refusedByCap: 0, expiredFlows: 0 }));
+    return s;
+  }
+
+  // ---- idle expiry: one sweep timer for all flows, a quarter of the timeout apart ----
+
+  private startSweeper(): void {
+    if (this.sweeper) return;
+    const idle = this.deps.config.udp.flowIdleTimeout;
+    const every = Math.max(25, Math.min(5_000, Math.floor(idle / 4)));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  private stopSweeper(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    const idle = this.deps.config.udp.flowIdleTimeout;
+    for (const ps of this.sockets.values()) {
+      for (const f of [...ps.flows.values()]) {
+        if (f.state === 'failed' ? now >= f.failedUntil : now - f.lastActive >= idle) this.closeFlow(f, f.state === 'failed' ? 'refused' : 'idle');
+      }
+    }
+  }
+}
+
+function targetOf(m: ResolvedMapping): string {
+  return `${m.id}:${m.internalPort}`;
+}
