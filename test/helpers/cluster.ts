@@ -119,6 +119,8 @@ export interface RelayOptions {
   /** Reuse the ports of an earlier relay (restart tests). */
   ports?: RelayPorts;
   perServer?: number;
+  /** ports.bind (default 127.0.0.1; '::' for dual-stack IPv4+IPv6 public ports). */
+  bind?: string;
   logLevel?: string;
   env?: NodeJS.ProcessEnv;
 }
@@ -177,7 +179,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> 
       `data_dir: ${dataDir}`,
       `log_level: ${opts.logLevel ?? 'info'}`,
       `tunnel: { listen: "127.0.0.1:${ports.tunnel}" }`,
-      `ports: { bind: 127.0.0.1, range: "${ports.rangeStart}-${ports.rangeEnd}", per_server: ${opts.perServer ?? 10} }`,
+      `ports: { bind: "${opts.bind ?? '127.0.0.1'}", range: "${ports.rangeStart}-${ports.rangeEnd}", per_server: ${opts.perServer ?? 10} }`,
       `https: { listen: "127.0.0.1:${ports.https}" }`,
       `http: { listen: "127.0.0.1:${ports.http}" }`,
       `api: { listen: "127.0.0.1:${ports.api}" }`,
