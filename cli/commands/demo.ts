@@ -120,20 +120,38 @@ async function runDemo(flags: DemoFlags): Promise<number> {
     );
     const agent = spawn(process.execPath, [BIN, 'agent', '--config', agentYaml], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PORTICO_TOKEN: token } });
     children.push(agent);
+    // Every agent line, including the endpoint table that follows "connected".
     const lines: string[] = [];
-    await waitForLine(agent, /^connected to /, 30_000, (l) => lines.push(l));
-    // The rest of the endpoint table arrives in the same write; give it a tick.
-    await new Promise((r) => setTimeout(r, 200));
+    let pending = '';
+    agent.stdout?.on('data', (d: Buffer) => {
+      pending += d.toString('utf8');
+      let i: number;
+      while ((i = pending.indexOf('\n')) >= 0) {
+        lines.push(pending.slice(0, i));
+        pending = pending.slice(i + 1);
+      }
+    });
+    await waitForLine(agent, /^connected to /, 30_000, () => undefined);
+    // The rest of the endpoint table follows the "connected" line; wait for the demo app's https lines.
+    for (let i = 0; i < 50 && lines.filter((l) => l.startsWith('https') && l.endsWith(`:${app.port}`)).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
     const rawLine = lines.find((l) => l.startsWith('tcp') && l.includes(`127.0.0.1:${app.port}`));
     const raw = rawLine?.split(/\s+/)[1] ?? '(see the agent output above)';
     const rel = relative(process.cwd(), join(dataDir, 'ca.pem'));
+    const httpsUrls = lines.filter((l) => l.startsWith('https') && l.endsWith(`:${app.port}`)).map((l) => l.split(/\s+/)[1]!);
+    const secure = httpsUrls.find((u) => u.includes('.secure.'));
     out('');
     out('Portico demo is running. The agent publishes the demo app at:');
     out(`  raw TCP   http://${raw}/`);
+    for (const u of httpsUrls) out(`  HTTPS     ${u}/`);
     out('');
     out('Try:');
     out(`  curl http://${raw}/api/hello`);
     out(`  curl -N http://${raw}/events`);
+    if (secure) {
+      out(`  curl --cacert ${rel} ${secure}/api/hello`);
+      out(`  curl -N --cacert ${rel} ${secure}/events`);
+      out(`  (browsers: trust ${rel} or accept the warning; WebSocket echo at ${secure.replace('https:', 'wss:')}/ws)`);
+    }
     out('');
     out(`Management API: ${API}/v1 (admin key in ${relative(process.cwd(), join(dataDir, 'admin.key'))}); agents trust ${rel}`);
     out(`  curl -H "Authorization: Bearer $(cat ${relative(process.cwd(), join(dataDir, 'admin.key'))})" ${API}/v1/servers`);
