@@ -1,0 +1,280 @@
+// HTTPS web proxy bench: keep-alive request/response throughput and latency
+// (4 KiB body, 50 connections by default) for three paths to one nginx origin
+// on 127.0.0.2:
+//   direct   the origin itself, plain HTTP (the ceiling)
+//   nginx    nginx terminating TLS + proxy_pass with upstream keep-alive (the
+//            issue-7 reference; one worker, like the one-thread relay)
+//   portico  the relay's HTTPS proxy -> mux stream -> agent -> origin
+// Load: wrk when on PATH (-t1), else a Node keep-alive generator. Loopback only.
+//   node dist/test/bench/https-proxy.js [--seconds=10] [--connections=50] [--node]
+// Exports benchHttpsProxy() for test/bench/run.ts.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureDevCerts } from '../../relay/tls/dev-certs.js';
+import { createServer, startAgent } from '../helpers/cluster.js';
+import { httpsHostsOf, startWebRelay } from '../helpers/web.js';
+import { Histogram } from './load/histogram.js';
+import { startNginxOrigin, nginxVersion } from './load/nginx-wrk.js';
+import { assertLoopback, cleanupAll, freePort, makeTempDir, removeTempDir, spawnTracked, stopChild, waitForPort, which } from './peers/proc.js';
+
+const ORIGIN_HOST = '127.0.0.2';
+
+export interface HttpsBenchRow {
+  path: 'direct' | 'nginx' | 'portico';
+  label: string;
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+  note?: string;
+}
+
+export interface HttpsBenchResult {
+  tool: string;
+  connections: number;
+  seconds: number;
+  rows: HttpsBenchRow[];
+  /** Issue 7: portico >= 0.5x nginx req/s, p99 < 20 ms. */
+  targets: { rpsVsNginx: number | null; rpsPass: boolean | null; p99Pass: boolean | null };
+  table: string;
+}
+
+interface LoadResult {
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+}
+
+interface Target {
+  url: string;
+  /** Host header (and, for the Node generator, TLS servername). */
+  host?: string;
+  ca?: Buffer;
+}
+
+// ---- load generators ----
+
+function msOf(s: string | undefined): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(s ?? '');
+  if (!m) return Number.NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+async function runWrk(t: Target, connections: number, seconds: number): Promise<LoadResult> {
+  const bin = which('wrk')!;
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '--latency'];
+  if (t.host) args.push('-H', `Host: ${t.host}`);
+  const p = spawnTracked(bin, [...args, t.url]);
+  const code = await p.exited;
+  const out = p.output();
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  if (code !== 0 || !rps) throw new Error(`wrk exited ${code}: ${out.slice(-300)}`);
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const sockErrs = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+  return { rps: Number(rps[1]), p50ms: msOf(/\s50%\s+(\S+)/.exec(out)?.[1]), p99ms: msOf(/\s99%\s+(\S+)/.exec(out)?.[1]), errors: non2xx + sockErrs };
+}
+
+/** N keep-alive connections, each sending the next request when the last answer ended. */
+async function runNode(t: Target, connections: number, seconds: number): Promise<LoadResult> {
+  const u = new URL(t.url);
+  const secure = u.protocol === 'https:';
+  const agent = secure ? new https.Agent({ keepAlive: true, maxSockets: connections, ca: t.ca }) : new http.Agent({ keepAlive: true, maxSockets: connections });
+  const hist = new Histogram();
+  let errors = 0;
+  let done = 0;
+  const end = Date.now() + seconds * 1000;
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const start = process.hrtime.bigint();
+      const req = (secure ? https : http).request(
+        { host: u.hostname, port: u.port, path: u.pathname, agent, headers: t.host ? { host: t.host } : {}, ...(secure && t.host ? { servername: t.host } : {}) },
+        (res) => {
+          res.on('data', () => undefined);
+          res.on('end', () => {
+            if (res.statusCode !== 200) errors++;
+            hist.record(Number(process.hrtime.bigint() - start));
+            done++;
+            resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end();
+    });
+  const began = Date.now();
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (Date.now() < end) await one();
+    }),
+  );
+  const took = (Date.now() - began) / 1000;
+  agent.destroy();
+  return { rps: done / took, p50ms: hist.percentile(50) / 1e6, p99ms: hist.percentile(99) / 1e6, errors };
+}
+
+// ---- the nginx TLS reference ----
+
+async function startNginxTls(listenPort: number, originPort: number, cert: string, key: string): Promise<{ stop(): Promise<void> }> {
+  assertLoopback(ORIGIN_HOST);
+  const bin = which('nginx');
+  if (!bin) throw new Error('nginx not installed');
+  const dir = makeTempDir('nginx-tls');
+  mkdirSync(path.join(dir, 'tmp'));
+  const isRoot = process.getuid?.() === 0;
+  writeFileSync(
+    path.join(dir, 'nginx.conf'),
+    `daemon off;
+master_process on;
+worker_processes 1;
+${isRoot ? 'user root;' : ''}
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp/body;
+  proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fastcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi;
+  scgi_temp_path ${dir}/tmp/scgi;
+  keepalive_requests 100000;
+  upstream origin { server ${ORIGIN_HOST}:${originPort}; keepalive 128; }
+  server {
+    listen 127.0.0.1:${listenPort} ssl backlog=4096;
+    ssl_certificate ${cert};
+    ssl_certificate_key ${key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_buffering off;
+    }
+  }
+}
+`,
+  );
+  const p = spawnTracked(bin, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')]);
+  await waitForPort('127.0.0.1', listenPort, 10_000, 'nginx TLS');
+  return {
+    stop: async () => {
+      await stopChild(p);
+      removeTempDir(dir);
+    },
+  };
+}
+
+// ---- the run ----
+
+export async function benchHttpsProxy(opts: { seconds?: number; connections?: number; forceNode?: boolean; log?: (s: string) => void } = {}): Promise<HttpsBenchResult> {
+  const seconds = opts.seconds ?? 10;
+  const connections = opts.connections ?? 50;
+  const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const useWrk = !opts.forceNode && which('wrk') !== null;
+  const tool = useWrk ? 'wrk -t1 (keep-alive)' : 'node keep-alive generator';
+  const load = (t: Target) => (useWrk ? runWrk(t, connections, seconds) : runNode(t, connections, seconds));
+  const warm = (t: Target) => (useWrk ? runWrk(t, connections, 2) : runNode(t, connections, 2));
+  const rows: HttpsBenchRow[] = [];
+  const stops: Array<() => Promise<void>> = [];
+  const certDir = makeTempDir('https-bench-certs');
+  try {
+    const originPort = await freePort(ORIGIN_HOST);
+    const origin = await startNginxOrigin(ORIGIN_HOST, originPort);
+    stops.push(() => origin.stop());
+
+    log(`https bench: direct origin (${nginxVersion()})`);
+    const directT: Target = { url: `http://${ORIGIN_HOST}:${originPort}/4k` };
+    await warm(directT);
+    rows.push({ path: 'direct', label: 'origin direct (HTTP)', ...(await load(directT)) });
+
+    const dev = await ensureDevCerts(certDir, 'localhost', 'connect01.localhost');
+    const nginxPort = await freePort();
+    try {
+      const tlsRef = await startNginxTls(nginxPort, originPort, path.join(certDir, 'relay.crt'), path.join(certDir, 'relay.key'));
+      stops.push(() => tlsRef.stop());
+      log('https bench: nginx TLS + proxy_pass');
+      const t: Target = { url: `https://127.0.0.1:${nginxPort}/4k`, host: 'bench.secure.localhost', ca: Buffer.from(dev.ca) };
+      await warm(t);
+      rows.push({ path: 'nginx', label: 'nginx TLS + proxy_pass', ...(await load(t)) });
+    } catch (err) {
+      rows.push({ path: 'nginx', label: 'nginx TLS + proxy_pass', rps: Number.NaN, p50ms: Number.NaN, p99ms: Number.NaN, errors: 0, note: (err as Error).message });
+    }
+
+    log('https bench: portico relay + agent');
+    const relay = await startWebRelay({ logLevel: 'warn' });
+    stops.push(async () => {
+      await relay.stop();
+      removeTempDir(relay.dataDir);
+    });
+    const server = await createServer(relay, { id: 'bench-https' });
+    const agent = await startAgent(relay, server.token, { yaml: `log_level: warn\nmappings:\n  - { internal_port: ${originPort}, http: true }` });
+    stops.unshift(async () => void (await agent.stop()));
+    const { secure } = await httpsHostsOf(agent, originPort);
+    const t: Target = { url: `https://127.0.0.1:${relay.ports.https}/4k`, host: secure, ca: Buffer.from(dev.ca) };
+    t.ca = (await import('node:fs')).readFileSync(relay.caPath);
+    await warm(t);
+    rows.push({ path: 'portico', label: 'portico HTTPS proxy', ...(await load(t)) });
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    removeTempDir(certDir);
+  }
+  const get = (p: HttpsBenchRow['path']) => rows.find((r) => r.path === p);
+  const nginx = get('nginx');
+  const portico = get('portico');
+  const rpsVsNginx = nginx && portico && Number.isFinite(nginx.rps) && Number.isFinite(portico.rps) ? portico.rps / nginx.rps : null;
+  const targets = {
+    rpsVsNginx,
+    rpsPass: rpsVsNginx === null ? null : rpsVsNginx >= 0.5,
+    p99Pass: portico && Number.isFinite(portico.p99ms) ? portico.p99ms < 20 : null,
+  };
+  return { tool, connections, seconds, rows, targets, table: renderHttpsTable(rows, targets, tool, connections) };
+}
+
+function fmt(v: number, digits = 2): string {
+  if (!Number.isFinite(v)) return '—';
+  return v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(digits);
+}
+
+export function renderHttpsTable(rows: HttpsBenchRow[], targets: HttpsBenchResult['targets'], tool: string, connections: number): string {
+  const direct = rows.find((r) => r.path === 'direct');
+  const nginx = rows.find((r) => r.path === 'nginx');
+  const ratio = (a: number, b: HttpsBenchRow | undefined) => (b && Number.isFinite(a) && Number.isFinite(b.rps) && b.rps > 0 ? `${(a / b.rps).toFixed(2)}×` : '—');
+  const lines = [
+    `HTTPS request/response, 4 KiB body, ${connections} keep-alive connections, ${tool}`,
+    '',
+    '| path | req/s | vs direct | vs nginx TLS | p50 ms | p99 ms | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.label} | ${fmt(r.rps)} | ${ratio(r.rps, direct)} | ${ratio(r.rps, nginx)} | ${fmt(r.p50ms)} | ${fmt(r.p99ms)} | ${r.errors}${r.note ? ` (${r.note})` : ''} |`),
+    '',
+    `target (issue 7): portico ≥ 0.5× nginx req/s: ${targets.rpsPass === null ? 'n/a' : targets.rpsPass ? 'PASS' : 'FAIL'}${targets.rpsVsNginx !== null ? ` (${targets.rpsVsNginx.toFixed(2)}×)` : ''}; p99 < 20 ms: ${targets.p99Pass === null ? 'n/a' : targets.p99Pass ? 'PASS' : 'FAIL'}`,
+  ];
+  return lines.join('\n');
+}
+
+const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (isMain) {
+  const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+  benchHttpsProxy({ seconds: Number(arg('seconds') ?? 10), connections: Number(arg('connections') ?? 50), forceNode: process.argv.includes('--node') })
+    .then(async (r) => {
+      process.stdout.write(`${r.table}\n`);
+      await cleanupAll();
+      process.exit(0);
+    })
+    .catch(async (err: Error) => {
+      process.stderr.write(`https bench failed: ${err.stack ?? err.message}\n`);
+      await cleanupAll();
+      process.exit(1);
+    });
+}
