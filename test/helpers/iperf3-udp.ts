@@ -12,6 +12,8 @@ export function iperf3(): string | null {
 
 export interface UdpIperfResult {
   offeredMbps: number;
+  /** Datagram payload size, bytes. */
+  blksize: number;
   /** What the receiver got, Mbit/s. */
   receivedMbps: number;
   lostPercent: number;
@@ -29,10 +31,13 @@ interface IperfUdpJson {
 }
 
 /** Runs iperf3 -u against host:port at `mbps` offered; the receiver's view of the run. */
-export async function runIperf3Udp(host: string, port: number, mbps: number, opts: { reverse?: boolean; seconds?: number } = {}): Promise<UdpIperfResult> {
+export async function runIperf3Udp(host: string, port: number, mbps: number, opts: { reverse?: boolean; seconds?: number; blksize?: number; socketBuffer?: string } = {}): Promise<UdpIperfResult> {
   const secs = opts.seconds ?? SECONDS;
-  const args = ['-c', host, '-p', String(port), '-u', '-b', `${mbps}M`, '-l', String(BLKSIZE), '-t', String(secs), '-J', '--connect-timeout', '5000'];
+  const blksize = opts.blksize ?? BLKSIZE;
+  const args = ['-c', host, '-p', String(port), '-u', '-b', `${mbps}M`, '-l', String(blksize), '-t', String(secs), '-J', '--connect-timeout', '5000'];
   if (opts.reverse) args.push('-R');
+  // -w: socket buffers of both iperf3 ends (the app's receive buffer absorbs the tunnel's bursts).
+  if (opts.socketBuffer) args.push('-w', opts.socketBuffer);
   const child = spawn('iperf3', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
@@ -49,6 +54,7 @@ export async function runIperf3Udp(host: string, port: number, mbps: number, opt
   const lost = s.lost_packets ?? 0;
   return {
     offeredMbps: mbps,
+    blksize,
     receivedMbps: ((s.bits_per_second * (packets - lost)) / Math.max(1, packets)) / 1e6,
     lostPercent: s.lost_percent ?? 0,
     lostPackets: lost,

@@ -1,0 +1,118 @@
+// UDP bench: iperf3 -u direct (client -> app on 127.0.0.2) vs through the
+// tunnel (client -> relay public port -> agent -> app), at several offered
+// rates with MTU-sized datagrams (throughput, loss) and with 64-byte ones
+// (datagrams/s). Issue 7's target: >= 500 Mbit/s offered with < 1 % loss.
+//
+//   node dist/test/bench/udp.js [--quick]      (alone; prints a Markdown table)
+//   import { runUdpBench } from './udp.js'      (from run.ts: rows for its table)
+import { pathToFileURL } from 'node:url';
+import { startCluster, TARGET_HOST } from '../helpers/cluster.js';
+import { iperf3, runIperf3Udp, startIperf3Server, type UdpIperfResult } from '../helpers/iperf3-udp.js';
+
+export interface UdpBenchRow {
+  /** e.g. "udp 1460 B @ 500 Mbit/s". */
+  label: string;
+  offeredMbps: number;
+  blksize: number;
+  /** iperf3 -w (both ends' socket buffers), when set. */
+  socketBuffer?: string;
+  direct: UdpIperfResult | null;
+  tunnel: UdpIperfResult | null;
+  errors: string[];
+}
+
+export interface UdpBenchResult {
+  skipped: string | null;
+  rows: UdpBenchRow[];
+  /** Issue 7: iperf3 -u >= 500 Mbit/s offered with < 1 % loss through the tunnel. */
+  target: { text: string; pass: boolean | null; detail: string };
+}
+
+const TARGET_TEXT = 'UDP: iperf3 -u >= 500 Mbit/s offered with < 1 % loss';
+
+export async function runUdpBench(opts: { quick?: boolean; log?: (s: string) => void } = {}): Promise<UdpBenchResult> {
+  const log = opts.log ?? ((s: string) => process.stderr.write(s + '\n'));
+  if (!iperf3()) return { skipped: 'iperf3 not installed', rows: [], target: { text: TARGET_TEXT, pass: null, detail: 'iperf3 not installed' } };
+  const seconds = opts.quick ? 3 : 5;
+  const plan: { mbps: number; blksize: number; socketBuffer?: string }[] = opts.quick
+    ? [{ mbps: 500, blksize: 1460 }, { mbps: 500, blksize: 1460, socketBuffer: '4M' }, { mbps: 50, blksize: 64 }]
+    : [
+        { mbps: 100, blksize: 1460 },
+        { mbps: 500, blksize: 1460 },
+        { mbps: 500, blksize: 1460, socketBuffer: '4M' },
+        { mbps: 1000, blksize: 1460 },
+        { mbps: 2000, blksize: 1460 },
+        { mbps: 50, blksize: 64 },
+        { mbps: 100, blksize: 64 },
+      ];
+  const cluster = await startCluster({ relay: { logLevel: 'warn' }, server: { udp: true }, agent: { args: ['--log-level', 'warn'] } });
+  const servers: { kill(): boolean }[] = [];
+  const rows: UdpBenchRow[] = [];
+  try {
+    const tunnelPort = cluster.server.ports[0]!;
+    const directPort = cluster.server.ports[1]!;
+    servers.push(await startIperf3Server(TARGET_HOST, tunnelPort), await startIperf3Server(TARGET_HOST, directPort));
+    for (const p of plan) {
+      const label = `udp ${p.blksize} B @ ${p.mbps} Mbit/s${p.socketBuffer ? ` -w ${p.socketBuffer}` : ''}`;
+      const row: UdpBenchRow = { label, offeredMbps: p.mbps, blksize: p.blksize, direct: null, tunnel: null, errors: [] };
+      if (p.socketBuffer) row.socketBuffer = p.socketBuffer;
+      const o = { seconds, blksize: p.blksize, ...(p.socketBuffer ? { socketBuffer: p.socketBuffer } : {}) };
+      try {
+        row.direct = await runIperf3Udp(TARGET_HOST, directPort, p.mbps, o);
+      } catch (e) {
+        row.errors.push(`direct: ${(e as Error).message}`);
+      }
+      try {
+        row.tunnel = await runIperf3Udp('127.0.0.1', tunnelPort, p.mbps, o);
+      } catch (e) {
+        row.errors.push(`tunnel: ${(e as Error).message}`);
+      }
+      log(`${row.label}: direct ${describe(row.direct)} | tunnel ${describe(row.tunnel)}`);
+      rows.push(row);
+    }
+  } finally {
+    for (const s of servers) s.kill();
+    await cluster.stop();
+  }
+  // The target is judged with iperf3's default socket buffers (what a user runs).
+  const at500 = rows.find((r) => r.offeredMbps === 500 && r.blksize === 1460 && !r.socketBuffer)?.tunnel ?? null;
+  const target = at500
+    ? { text: TARGET_TEXT, pass: at500.lostPercent < 1, detail: `${at500.receivedMbps.toFixed(0)} Mbit/s received, ${at500.lostPercent.toFixed(2)} % loss` }
+    : { text: TARGET_TEXT, pass: null, detail: 'the 500 Mbit/s run failed' };
+  return { skipped: null, rows, target };
+}
+
+function describe(r: UdpIperfResult | null): string {
+  if (!r) return 'failed';
+  return `${r.receivedMbps.toFixed(0)} Mbit/s, ${Math.round(pps(r)).toLocaleString('en-US')} dgram/s, loss ${r.lostPercent.toFixed(2)} %`;
+}
+
+/** Datagrams/s that arrived. */
+export function pps(r: UdpIperfResult): number {
+  return (r.receivedMbps * 1e6) / 8 / r.blksize;
+}
+
+export function udpTable(res: UdpBenchResult): string {
+  if (res.skipped) return `UDP bench skipped: ${res.skipped}`;
+  const cell = (r: UdpIperfResult | null) => (r ? `${r.receivedMbps.toFixed(0)} Mbit/s · ${Math.round(pps(r)).toLocaleString('en-US')}/s · ${r.lostPercent.toFixed(2)} %` : '—');
+  const lines = ['| offered (iperf3 -u) | direct: received · datagrams/s · loss | Portico: received · datagrams/s · loss | ratio |', '|---|---|---|---|'];
+  for (const r of res.rows) {
+    const ratio = r.direct && r.tunnel && r.direct.receivedMbps > 0 ? `${(r.tunnel.receivedMbps / r.direct.receivedMbps).toFixed(2)}×` : '—';
+    lines.push(`| ${r.label} | ${cell(r.direct)} | ${cell(r.tunnel)} | ${ratio} |`);
+  }
+  lines.push('', `target — ${res.target.text}: ${res.target.pass === null ? 'n/a' : res.target.pass ? 'PASS' : 'FAIL'} (${res.target.detail})`);
+  return lines.join('\n');
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const quick = process.argv.includes('--quick');
+  runUdpBench({ quick }).then(
+    (res) => {
+      process.stdout.write('\n' + udpTable(res) + '\n');
+    },
+    (err) => {
+      process.stderr.write(`udp bench failed: ${(err as Error).stack ?? err}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
