@@ -163,9 +163,14 @@ export class HttpProxy {
         res.writeHead(ures.statusCode ?? 502, ures.statusMessage, forwardResponseHeaders(ures.rawHeaders));
         // Event streams: send the head now, not with the first event.
         if (cls === 'streaming') res.flushHeaders();
+        // pipe() without its per-request listener bookkeeping: forward, pause on backpressure, resume on drain.
+        ures.on('data', (chunk: Buffer) => {
+          if (!res.write(chunk)) ures.pause();
+        });
+        res.on('drain', () => ures.resume());
+        ures.on('end', () => res.end());
         ures.on('error', () => res.destroy());
         ures.on('aborted', () => res.destroy());
-        ures.pipe(res);
       });
       up.on('error', (err: NodeJS.ErrnoException) => {
         if (settled || res.headersSent) {
