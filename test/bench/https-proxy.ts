@@ -8,7 +8,7 @@
 // Load: wrk when on PATH (-t1), else a Node keep-alive generator. Loopback only.
 //   node dist/test/bench/https-proxy.js [--seconds=10] [--connections=50] [--node]
 // Exports benchHttpsProxy() for test/bench/run.ts.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
 import path from 'node:path';
@@ -222,8 +222,7 @@ export async function benchHttpsProxy(opts: { seconds?: number; connections?: nu
     const agent = await startAgent(relay, server.token, { yaml: `log_level: warn\nmappings:\n  - { internal_port: ${originPort}, http: true }` });
     stops.unshift(async () => void (await agent.stop()));
     const { secure } = await httpsHostsOf(agent, originPort);
-    const t: Target = { url: `https://127.0.0.1:${relay.ports.https}/4k`, host: secure, ca: Buffer.from(dev.ca) };
-    t.ca = (await import('node:fs')).readFileSync(relay.caPath);
+    const t: Target = { url: `https://127.0.0.1:${relay.ports.https}/4k`, host: secure, ca: readFileSync(relay.caPath) };
     await warm(t);
     rows.push({ path: 'portico', label: 'portico HTTPS proxy', ...(await load(t)) });
   } finally {
