@@ -98,6 +98,8 @@ export class Agent extends EventEmitter {
     const t = this.tunnel;
     if (t) {
       t.control.send({ shutdown: { reason: 'agent stopping', graceMs: 0 } });
+      // Ending the control stream lets close() finish as soon as data streams are done.
+      t.control.close();
       void t.mux.close();
       const hard = setTimeout(() => t.mux.destroy(), 2_000);
       hard.unref();

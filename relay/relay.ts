@@ -131,8 +131,8 @@ export class Relay implements RelayHooks {
 
   serverStatus(id: string): ServerStatus {
     const s = this.registry.get(id);
-    if (!s) return { online: false, agentVersion: null, connectedSince: null, remoteAddress: null };
-    return { online: true, agentVersion: s.agentVersion, connectedSince: s.connectedAt.toISOString(), remoteAddress: s.peer.remoteAddress };
+    if (!s) return { online: false, agentVersion: null, connectedSince: null, remoteAddress: null, openStreams: 0 };
+    return { online: true, agentVersion: s.agentVersion, connectedSince: s.connectedAt.toISOString(), remoteAddress: s.peer.remoteAddress, openStreams: s.openStreams };
   }
 
   async serverChanged(id: string): Promise<void> {

@@ -34,6 +34,7 @@ export function serverDetail(s: ServerRecord, status: ServerStatus, mappings: Ma
   return {
     ...serverView(s, status),
     remote_address: status.remoteAddress,
+    open_streams: status.openStreams,
     public_hostname: publicHostname,
     mappings: mappings.map(mappingSummary),
   };

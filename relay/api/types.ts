@@ -9,6 +9,8 @@ export interface ServerStatus {
   agentVersion: string | null;
   connectedSince: string | null;
   remoteAddress: string | null;
+  /** Data streams (forwarded connections, flows, HTTP exchanges) open through the agent now. */
+  openStreams: number;
 }
 
 /** Runtime hooks the relay implements; the API calls them after changing state. */

@@ -69,6 +69,10 @@ export class AgentSession extends EventEmitter {
     this.canLoop = init.canLoop;
     this.logger = init.logger;
     this.config = init.config;
+    // The agent ending its control stream means it is leaving: finish open streams, then close.
+    this.control.once('close', () => {
+      if (!this.mux.closed) void this.mux.close();
+    });
     this.mux.once('close', (err?: Error) => {
       this.closedFlag = true;
       this.control.close();

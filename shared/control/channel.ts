@@ -54,8 +54,15 @@ export class ControlChannel extends EventEmitter {
     super();
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('error', (err) => this.shutdown(err));
-    stream.on('end', () => this.shutdown(new PorticoError('PROTOCOL_ERROR', 'control stream ended')));
+    stream.on('end', () => {
+      this.shutdown(new PorticoError('PROTOCOL_ERROR', 'control stream ended'));
+      // The peer is done talking: finish our side too so the stream is freed.
+      if (!stream.writableEnded) stream.end();
+    });
     stream.on('close', () => this.shutdown(new PorticoError('PROTOCOL_ERROR', 'control stream closed')));
+    // The handshake reads the hello with readFrame(), which pauses the stream
+    // explicitly; a 'data' listener alone does not resume an explicit pause.
+    stream.resume();
   }
 
   /** Replaces the handler table. */

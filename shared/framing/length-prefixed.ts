@@ -65,6 +65,7 @@ export class FrameDecoder {
   }
 
   private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0); // an empty message (e.g. an all-defaults protobuf)
     const first = this.chunks[0]!;
     let out: Buffer;
     if (first.length >= n) {

@@ -2,8 +2,8 @@
 import t from 'tap';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
-import { startCluster, TARGET_HOST, type Cluster } from '../helpers/cluster.js';
-import { exchange, startEcho, startSourceSink, writeRandom } from '../helpers/targets.js';
+import { eventually, startAgent, startCluster, TARGET_HOST, type Cluster } from '../helpers/cluster.js';
+import { exchange, refused, startEcho, startSourceSink, writeRandom } from '../helpers/targets.js';
 
 const MiB = 1024 * 1024;
 let cluster: Cluster;
@@ -42,6 +42,24 @@ t.test('200 concurrent connections each echo 1 MiB intact', async (t) => {
   const bad = results.filter((r) => r.received !== MiB || r.receivedSha !== r.sentSha);
   t.equal(bad.length, 0, 'every echo came back byte for byte');
   t.equal(echo.accepted, 200, 'the target saw 200 connections');
+  const streams = await eventually(async () => {
+    const r = await cluster.relay.api('GET', `/v1/servers/${cluster.server.id}`);
+    return r.body.data.open_streams === 0 ? 'zero' : '';
+  });
+  t.equal(streams, 'zero', 'every data stream was closed and freed on the relay afterwards');
+});
+
+t.test('public listeners exist only while the agent is online', async (t) => {
+  const port = cluster.server.ports[5]!;
+  const echo = await startEcho(TARGET_HOST, port);
+  t.teardown(() => echo.close());
+  const before = await exchange('127.0.0.1', port, 1024);
+  t.equal(before.receivedSha, before.sentSha, 'open while online');
+  await cluster.agent.stop();
+  t.ok(await eventually(() => refused('127.0.0.1', port, 1000)), 'connection refused once the agent is gone');
+  cluster.agent = await startAgent(cluster.relay, cluster.server.token);
+  const after = await exchange('127.0.0.1', port, 1024);
+  t.equal(after.receivedSha, after.sentSha, 'open again after the agent reconnects');
 });
 
 t.test('half-close: client ends its side, server still replies, both see a clean end', async (t) => {

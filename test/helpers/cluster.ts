@@ -95,10 +95,18 @@ function track(child: ChildProcess): Proc {
 
 const live = new Set<ChildProcess>();
 const agentDirs = new Set<string>();
-process.once('exit', () => {
+const killAll = () => {
   for (const c of live) c.kill('SIGKILL');
   for (const d of agentDirs) rmSync(d, { recursive: true, force: true });
-});
+};
+process.once('exit', killAll);
+// A test runner timing out (or Ctrl-C) must not leave relays and agents behind.
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    killAll();
+    process.kill(process.pid, sig);
+  });
+}
 
 export function spawnPortico(args: string[], env: NodeJS.ProcessEnv = {}, logFile?: string): Proc {
   const child = spawn(process.execPath, [BIN, ...args], {
@@ -284,16 +292,18 @@ export async function startCluster(opts: { relay?: RelayOptions; server?: Record
   try {
     const server = await createServer(relay, opts.server);
     const agent = await startAgent(relay, server.token, opts.agent);
-    return {
+    const cluster: Cluster = {
       relay,
       server,
       agent,
+      // Tests may replace cluster.agent / cluster.relay: stop whatever is current.
       stop: async () => {
-        await agent.stop();
-        await relay.stop();
+        await cluster.agent.stop();
+        await cluster.relay.stop();
         rmSync(relay.dataDir, { recursive: true, force: true, maxRetries: 3 });
       },
     };
+    return cluster;
   } catch (err) {
     await relay.stop('SIGKILL');
     throw err;

@@ -95,6 +95,7 @@ export const serverDetailSchema = {
     ...serverProperties,
     ...statusProperties,
     remote_address: { type: ['string', 'null'] },
+    open_streams: { type: 'integer' },
     public_hostname: { type: 'string' },
     mappings: { type: 'array', items: mappingSummarySchema },
   },

@@ -1,0 +1,75 @@
+// The control channel over a real mux stream pair: request/reply, errors, one-way, and messages after a readFrame'd hello.
+import t, { type Test } from 'tap';
+import net from 'node:net';
+import { Session, type MuxStream } from '../../shared/mux/index.js';
+import { ControlChannel } from '../../shared/control/channel.js';
+import { readFrame } from '../../shared/framing/read-frame.js';
+import { encodeFrame } from '../../shared/framing/length-prefixed.js';
+import { EnvelopeCodec } from '../../proto/index.js';
+import { PorticoError, errorCodeToWire } from '../../shared/errors.js';
+
+async function pair(t: Test): Promise<{ client: Session; server: Session; accepted: Promise<MuxStream> }> {
+  let onStream!: (s: MuxStream) => void;
+  const accepted = new Promise<MuxStream>((r) => (onStream = r));
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  const serverSock = new Promise<net.Socket>((r) => srv.once('connection', r));
+  const c = net.connect(port, '127.0.0.1');
+  const sSock = await serverSock;
+  srv.close();
+  const client = new Session(c, { isClient: true });
+  const server = new Session(sSock, { isClient: false, onStream });
+  t.teardown(() => {
+    client.destroy();
+    server.destroy();
+  });
+  return { client, server, accepted };
+}
+
+t.test('request/reply, error replies, one-way messages, after a hello read with readFrame', async (t) => {
+  const { client, accepted } = await pair(t);
+  const cs = client.open();
+  const agent = new ControlChannel(cs, 2000);
+  const first = agent.request({ hello: { maxVersion: 1, minVersion: 1, token: 'tok' } });
+  const ss = await accepted;
+  // The relay reads the hello itself (handshake), then hands the stream to a channel.
+  const helloEnv = EnvelopeCodec.decode(await readFrame(ss, 1000));
+  t.equal('hello' in helloEnv && helloEnv.hello.token, 'tok', 'hello read by readFrame');
+  const relay = new ControlChannel(ss, 2000);
+  relay.send({ welcome: { version: 1, serverId: 'gpu-7', owner: 'o', publicHostname: 'h', ports: [1], mappings: [] } }, helloEnv.id);
+  const welcome = await first;
+  t.equal('welcome' in welcome && welcome.welcome.serverId, 'gpu-7', 'the reply resolves the request');
+
+  const got: string[] = [];
+  relay.setHandlers({
+    healthReport: (env) => {
+      if ('healthReport' in env) got.push(env.healthReport.states[0]!.mappingId);
+    },
+    shutdown: () => {
+      throw new PorticoError('NOT_FOUND', 'no such thing');
+    },
+  });
+  agent.send({ healthReport: { states: [{ mappingId: 'm1', status: 'healthy' }] } });
+  const ack = await agent.request({ healthReport: { states: [{ mappingId: 'm2', status: 'healthy' }] } });
+  t.ok('ack' in ack, 'a handler returning nothing answers a request with Ack');
+  t.same(got, ['m1', 'm2'], 'messages sent after the readFrame\'d hello reach the relay handlers');
+  await t.rejects(agent.request({ shutdown: { reason: 'x' } }), { code: 'NOT_FOUND', message: 'no such thing' }, 'a thrown PorticoError comes back with its code');
+  await t.rejects(agent.request({ mappingsUpdate: { mappings: [] } }), { code: 'PROTOCOL_ERROR' }, 'a request without a handler is refused');
+  agent.setHandlers({ ack: () => new Promise<void>(() => undefined) });
+  await t.rejects(relay.request({ ack: {} }, 100), { code: 'TIMEOUT' }, 'no reply within the timeout rejects');
+  agent.close();
+  await new Promise<void>((r) => relay.once('close', () => r()));
+  t.ok(relay.closed && agent.closed, 'ending one side closes both channels');
+});
+
+t.test('malformed bytes on the control stream close only that channel with PROTOCOL_ERROR', async (t) => {
+  const { client, accepted } = await pair(t);
+  const cs = client.open();
+  cs.write(encodeFrame(Buffer.from([0xff, 0xff, 0xff, 0xff])));
+  const ss = await accepted;
+  const relay = new ControlChannel(ss, 1000);
+  const err = await new Promise<Error>((r) => relay.once('close', r));
+  t.equal((err as PorticoError).code, 'PROTOCOL_ERROR');
+  t.equal(errorCodeToWire('PROTOCOL_ERROR'), 13, 'wire number as in the proto enum');
+});
