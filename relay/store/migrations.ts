@@ -68,6 +68,45 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'access-control users (owner-scoped logins and user API keys) and per-mapping usage statistics',
+    sql: `
+      CREATE TABLE users (
+        id            TEXT PRIMARY KEY,
+        owner         TEXT NOT NULL,
+        username      TEXT NOT NULL COLLATE NOCASE,
+        password_hash TEXT,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+      );
+      CREATE UNIQUE INDEX users_owner_username ON users (owner, username);
+
+      -- A user's API keys for the HTTPS endpoints (Bearer); only hashes are stored.
+      CREATE TABLE user_keys (
+        id         TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        key_hash   TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+      );
+
+      -- Counted in memory by the relay and flushed here periodically.
+      CREATE TABLE mapping_stats (
+        mapping_id       TEXT PRIMARY KEY REFERENCES mappings (id) ON DELETE CASCADE,
+        server_id        TEXT NOT NULL REFERENCES servers (id) ON DELETE CASCADE,
+        total_requests   INTEGER NOT NULL DEFAULT 0,
+        total_connections INTEGER NOT NULL DEFAULT 0,
+        bytes_in         INTEGER NOT NULL DEFAULT 0,
+        bytes_out        INTEGER NOT NULL DEFAULT 0,
+        response_time_ms_sum REAL NOT NULL DEFAULT 0,
+        response_count   INTEGER NOT NULL DEFAULT 0,
+        visitors_sketch  TEXT CHECK (visitors_sketch IS NULL OR json_valid(visitors_sketch)),
+        last_accessed    TEXT,
+        access_log       TEXT CHECK (access_log IS NULL OR json_valid(access_log)),
+        updated_at       TEXT NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The schema version this build writes. */
