@@ -131,8 +131,9 @@ export class Relay implements RelayHooks {
 
   serverStatus(id: string): ServerStatus {
     const s = this.registry.get(id);
-    if (!s) return { online: false, agentVersion: null, connectedSince: null, remoteAddress: null, openStreams: 0 };
-    return { online: true, agentVersion: s.agentVersion, connectedSince: s.connectedAt.toISOString(), remoteAddress: s.peer.remoteAddress, openStreams: s.openStreams };
+    const udp = this.publishers.find((p) => p.protocol === 'udp')?.serverCounters?.(id) ?? null;
+    if (!s) return { online: false, agentVersion: null, connectedSince: null, remoteAddress: null, openStreams: 0, udp };
+    return { online: true, agentVersion: s.agentVersion, connectedSince: s.connectedAt.toISOString(), remoteAddress: s.peer.remoteAddress, openStreams: s.openStreams, udp };
   }
 
   async serverChanged(id: string): Promise<void> {

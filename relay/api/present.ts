@@ -35,6 +35,16 @@ export function serverDetail(s: ServerRecord, status: ServerStatus, mappings: Ma
     ...serverView(s, status),
     remote_address: status.remoteAddress,
     open_streams: status.openStreams,
+    udp_stats: status.udp
+      ? {
+          flows: status.udp.flows ?? 0,
+          datagrams_in: status.udp.datagramsIn ?? 0,
+          datagrams_out: status.udp.datagramsOut ?? 0,
+          drops: status.udp.drops ?? 0,
+          refused_by_cap: status.udp.refusedByCap ?? 0,
+          expired_flows: status.udp.expiredFlows ?? 0,
+        }
+      : null,
     public_hostname: publicHostname,
     mappings: mappings.map(mappingSummary),
   };

@@ -24,6 +24,8 @@ export interface PortPublisher {
   readonly listening: number;
   /** Client connections (tcp) or flows (udp) open now. */
   readonly connections: number;
+  /** Per-server counters worth showing in the API (udp: flows, datagrams, drops), if the publisher keeps any. */
+  serverCounters?(serverId: string): Record<string, number> | null;
 }
 
 export interface PublisherDeps {

@@ -133,6 +133,11 @@ export class UdpPublisher implements PortPublisher {
     return s ? { ...s } : null;
   }
 
+  serverCounters(serverId: string): Record<string, number> | null {
+    const s = this.serverStats(serverId);
+    return s ? { ...s } : null;
+  }
+
   /** Public UDP ports bound for a server now. */
   portsOf(serverId: string): number[] {
     return [...this.sockets.values()].filter((p) => p.serverId === serverId).map((p) => p.port);

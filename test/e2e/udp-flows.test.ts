@@ -112,6 +112,10 @@ t.test(`flow cap: the ${MAX_FLOWS + 1}th concurrent flow is dropped with a clear
   t.match(line!, new RegExp(`server ${cluster.server.id} already has ${MAX_FLOWS} flows \\(udp.max_flows_per_server\\)`), 'the log names the server, the cap and the key');
   t.match(line!, /new flow 127\.0\.0\.1:\d+ to public port \d+ was dropped/);
   t.comment(JSON.parse(line!).msg);
+  const view = await cluster.relay.api('GET', `/v1/servers/${cluster.server.id}`);
+  const udp = view.body.data.udp_stats;
+  t.equal(udp.flows, MAX_FLOWS, 'the API shows the live flow count');
+  t.ok(udp.refused_by_cap >= 1 && udp.datagrams_in >= MAX_FLOWS && udp.expired_flows >= 1, 'and the cap refusals, datagrams and expiries');
   // Stop the first flows; once they expire the new one gets in.
   const reply = await request(extra, port, '127.0.0.1', Buffer.from('later'), 4 * IDLE_MS, IDLE_MS / 2);
   t.equal(reply.toString(), 'later', 'admitted after the others expired');

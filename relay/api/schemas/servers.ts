@@ -96,6 +96,17 @@ export const serverDetailSchema = {
     ...statusProperties,
     remote_address: { type: ['string', 'null'] },
     open_streams: { type: 'integer' },
+    udp_stats: {
+      type: ['object', 'null'],
+      properties: {
+        flows: { type: 'integer' },
+        datagrams_in: { type: 'integer' },
+        datagrams_out: { type: 'integer' },
+        drops: { type: 'integer' },
+        refused_by_cap: { type: 'integer' },
+        expired_flows: { type: 'integer' },
+      },
+    },
     public_hostname: { type: 'string' },
     mappings: { type: 'array', items: mappingSummarySchema },
   },
