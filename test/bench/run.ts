@@ -143,7 +143,11 @@ function machine(): Record<string, unknown> {
     const r = spawnSync(p, args, { encoding: 'utf8', timeout: 5000 });
     return (r[stream] || r.stdout || r.stderr || '').split('\n')[0]?.trim() ?? '';
   };
+  const git = (args: string[]): string =>
+    spawnSync('git', args, { cwd: repoRoot, encoding: 'utf8', timeout: 5000 }).stdout?.trim() ?? '';
+  const dirty = git(['status', '--porcelain', '--untracked-files=no']).split('\n').filter(Boolean).length;
   return {
+    commit: `${git(['rev-parse', '--short', 'HEAD']) || '?'}${dirty ? ` (+${dirty} modified files)` : ''}`,
     cpu: os.cpus()[0]?.model ?? '?',
     cores: os.cpus().length,
     memGiB: Math.round(os.totalmem() / 2 ** 30),
@@ -285,6 +289,13 @@ async function main(): Promise<void> {
   const record = (key: string, p: string, v: unknown): void => {
     ((raw[key] ??= {})[p] ??= []).push(v);
   };
+  const diagnostics: Record<string, string> = {};
+  const diagnose = (l: Live): void => {
+    if (diagnostics[l.adapter.name] !== undefined || !l.inst.diagnose) return;
+    const d = l.inst.diagnose();
+    diagnostics[l.adapter.name] = d;
+    log(`  ${l.adapter.name} diagnosis: ${d.split('\n').filter((x) => !x.startsWith('{')).slice(0, 2).join(' | ').slice(0, 300)}`);
+  };
   const measure = async <T>(
     title: string,
     reps: number,
@@ -302,6 +313,7 @@ async function main(): Promise<void> {
         } catch (e) {
           log(`  ${l.adapter.name}: ${(e as Error).message}`);
           onError(l, e as Error);
+          diagnose(l);
         }
         await sleep(plan.pauseMs);
       }
@@ -423,7 +435,7 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   lines.push('');
   lines.push(
-    `Portico benchmark (${opt.quick ? 'quick' : 'full'}) — ${startedAt.toISOString()} — ${m.cores as number} cores ${String(m.cpu)}, ${m.memGiB as number} GiB, Linux ${String(m.kernel)}, Node ${String(m.node)}`,
+    `Portico benchmark (${opt.quick ? 'quick' : 'full'}) — ${startedAt.toISOString()} — commit ${String(m.commit)} — ${m.cores as number} cores ${String(m.cpu)}, ${m.memGiB as number} GiB, Linux ${String(m.kernel)}, Node ${String(m.node)}`,
   );
   lines.push(
     `throughput: ${haveIperf ? `iperf3 -J, ${plan.tpSeconds} s${plan.omit ? ` (+${plan.omit} s omitted)` : ''}` : `Node generators, ${plan.tpSeconds} s`}, single stream median of ${plan.tpReps}; ` +
@@ -439,6 +451,9 @@ async function main(): Promise<void> {
   lines.push(table);
   const errs = rows.flatMap((r) => Object.entries(r.errors).map(([p, e]) => `  ${r.key} / ${p}: ${e.replace(/\s+/g, " ").slice(0, 240)}`));
   if (errs.length) lines.push('', 'measurement errors:', ...errs);
+  for (const [p, d] of Object.entries(diagnostics)) {
+    lines.push('', `${p} after its first failed measurement (full text in the JSON):`, ...d.split('\n').filter((x) => /^(relay|agent):/.test(x)).map((x) => `  ${x.slice(0, 200)}`));
+  }
   if (skipped.length) lines.push('', 'skipped:', ...skipped.map((s) => `  ${s.what}: ${s.why}`));
   const tgt = rows.filter((r) => r.target);
   if (tgt.length && live.some((l) => l.adapter.name === 'portico')) {
@@ -455,6 +470,7 @@ async function main(): Promise<void> {
     loadAverage: { start: loadStart, end: os.loadavg()[0] ?? 0 },
     paths: live.map((l) => ({ name: l.adapter.name, label: l.adapter.label, info: l.inst.info })),
     skipped,
+    diagnostics,
     rows: rows.map((r) => ({ key: r.key, label: r.label, unit: r.unit, values: r.values, errors: r.errors, target: r.target ?? null })),
     raw,
     table,

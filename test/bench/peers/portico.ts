@@ -3,7 +3,7 @@
 // relay's public port P (127.0.0.1) forwards to <local-host>:P on the agent
 // side (identity mapping), so target services run on 127.0.0.2 on exactly the
 // allocated ports and the agent gets --local-host 127.0.0.2.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { onCleanup } from './proc.js';
@@ -13,10 +13,14 @@ import type { Forward, PathAdapter, PathInstance } from './types.js';
  * The shape we rely on from test/helpers/cluster.ts, kept loose on purpose
  * (loaded at run time so this file compiles whatever state the helper is in).
  */
+interface ProcLike {
+  logFile?: string;
+  child?: { pid?: number; exitCode: number | null; signalCode: string | null };
+}
 interface ClusterLike {
-  relay: { dataDir?: string; apiUrl?: string; tunnelAddr?: string; publicHost?: string; logFile?: string };
+  relay: ProcLike & { dataDir?: string; apiUrl?: string; tunnelAddr?: string; publicHost?: string };
   server: { id: string; ports: number[]; token?: string };
-  agent?: { logFile?: string };
+  agent?: ProcLike;
   stop(): Promise<void>;
 }
 interface ClusterOpts {
@@ -45,6 +49,25 @@ async function loadStartCluster(): Promise<StartCluster | string> {
   }
 }
 
+function describe(name: string, p: ProcLike | undefined): string {
+  if (!p) return `${name}: ?`;
+  const c = p.child;
+  const state = !c
+    ? 'state unknown'
+    : c.exitCode !== null || c.signalCode !== null
+      ? `EXITED (code ${String(c.exitCode)}, signal ${String(c.signalCode)})`
+      : `running (pid ${String(c.pid)})`;
+  let tail = '';
+  if (p.logFile) {
+    try {
+      tail = readFileSync(p.logFile, 'utf8').slice(-1500);
+    } catch {
+      tail = '(log gone)';
+    }
+  }
+  return `${name}: ${state}${tail ? `; log tail:\n${tail}` : ''}`;
+}
+
 function isIp(h: string): boolean {
   return /^\d{1,3}(\.\d{1,3}){3}$/.test(h);
 }
@@ -69,7 +92,16 @@ export const portico: PathAdapter = {
     const ports = [...cluster.server.ports];
     return {
       targetPorts: ports,
-      info: { tunnelAddr: cluster.relay.tunnelAddr, publicHost: pub, ports, localHost: LOCAL_HOST, logLevel },
+      info: {
+        tunnelAddr: cluster.relay.tunnelAddr,
+        publicHost: pub,
+        ports,
+        localHost: LOCAL_HOST,
+        logLevel,
+        relayPid: cluster.relay.child?.pid,
+        agentPid: cluster.agent?.child?.pid,
+      },
+      diagnose: () => [describe('relay', cluster.relay), describe('agent', cluster.agent)].join('\n'),
       start: async ({ targetHost, targetPort }): Promise<Forward> => {
         if (targetHost !== LOCAL_HOST) throw new Error(`portico path forwards to ${LOCAL_HOST}, not ${targetHost}`);
         if (!ports.includes(targetPort)) throw new Error(`port ${targetPort} is not in the server's block ${ports.join(',')}`);

@@ -28,6 +28,8 @@ export interface PathInstance {
   stop(): Promise<void>;
   /** Free-form facts for the JSON report (versions, ciphers, pids). */
   info: Record<string, unknown>;
+  /** After a failed measurement: are its processes alive, what did they log. */
+  diagnose?(): string;
 }
 
 export interface PathAdapter {
