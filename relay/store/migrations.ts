@@ -107,6 +107,36 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'replica groups on mappings; usage statistics keyed by server and mapping (identity mappings too)',
+    sql: `
+      -- Mappings of one owner with the same group form a replica set (docs/replicas.md).
+      ALTER TABLE mappings ADD COLUMN replica_group TEXT COLLATE NOCASE;
+
+      -- Statistics of identity mappings (identity-<port>, not rows of mappings) are kept too:
+      -- the table hangs off the server; rows of deleted mappings go with a trigger.
+      DROP TABLE mapping_stats;
+      CREATE TABLE mapping_stats (
+        server_id         TEXT NOT NULL REFERENCES servers (id) ON DELETE CASCADE,
+        mapping_id        TEXT NOT NULL,
+        total_requests    INTEGER NOT NULL DEFAULT 0,
+        total_connections INTEGER NOT NULL DEFAULT 0,
+        bytes_in          INTEGER NOT NULL DEFAULT 0,
+        bytes_out         INTEGER NOT NULL DEFAULT 0,
+        response_time_ms_sum REAL NOT NULL DEFAULT 0,
+        response_count    INTEGER NOT NULL DEFAULT 0,
+        visitors_sketch   TEXT CHECK (visitors_sketch IS NULL OR json_valid(visitors_sketch)),
+        last_accessed     TEXT,
+        access_log        TEXT CHECK (access_log IS NULL OR json_valid(access_log)),
+        updated_at        TEXT NOT NULL,
+        PRIMARY KEY (server_id, mapping_id)
+      );
+      CREATE TRIGGER mappings_delete_stats AFTER DELETE ON mappings BEGIN
+        DELETE FROM mapping_stats WHERE server_id = OLD.server_id AND mapping_id = OLD.id;
+      END;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

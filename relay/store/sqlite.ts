@@ -11,6 +11,8 @@ import type { Database } from 'better-sqlite3';
 import { PorticoError, isPorticoError } from '../../shared/errors.js';
 import { migrate } from './migrations.js';
 import type {
+  AccessLogEntry,
+  MappingStatsRecord,
   ApiKeyRecord,
   MappingPatch,
   MappingRecord,
@@ -47,6 +49,7 @@ interface MappingRow {
   source: 'api' | 'agent';
   health_check: string | null;
   access_control: string | null;
+  replica_group: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -105,6 +108,7 @@ function mappingFromRow(r: MappingRow): MappingRecord {
     source: r.source,
     healthCheck: parseJson<Record<string, unknown>>(r.health_check),
     accessControl: parseJson<Record<string, unknown>>(r.access_control),
+    group: r.replica_group ?? null,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -124,6 +128,7 @@ function mappingToRow(m: MappingRecord): MappingRow {
     source: m.source,
     health_check: json(m.healthCheck),
     access_control: json(m.accessControl),
+    replica_group: m.group ?? null,
     created_at: m.createdAt,
     updated_at: m.updatedAt,
   };
@@ -150,7 +155,7 @@ function sqliteCode(err: unknown): string | undefined {
 
 const SERVER_COLS = 'id, owner, ports, udp, token_hash, proxy_enabled, allowed_ips, access, created_at, updated_at';
 const MAPPING_COLS =
-  'id, server_id, internal_port, external_port, protocol, description, name, http, https_token, source, health_check, access_control, created_at, updated_at';
+  'id, server_id, internal_port, external_port, protocol, description, name, http, https_token, source, health_check, access_control, replica_group, created_at, updated_at';
 
 /** Every statement the store runs, prepared once. */
 function prepareStatements(db: Database) {
@@ -169,7 +174,7 @@ function prepareStatements(db: Database) {
 
     insertMapping: db.prepare(
       `INSERT INTO mappings (${MAPPING_COLS}) VALUES (@id, @server_id, @internal_port, @external_port, @protocol, @description, @name,
-         @http, @https_token, @source, @health_check, @access_control, @created_at, @updated_at)`,
+         @http, @https_token, @source, @health_check, @access_control, @replica_group, @created_at, @updated_at)`,
     ),
     getMapping: db.prepare(`SELECT ${MAPPING_COLS} FROM mappings WHERE server_id = ? AND id = ?`),
     getMappingById: db.prepare(`SELECT ${MAPPING_COLS} FROM mappings WHERE id = ?`),
@@ -181,7 +186,7 @@ function prepareStatements(db: Database) {
     updateMapping: db.prepare(
       `UPDATE mappings SET internal_port = @internal_port, external_port = @external_port, protocol = @protocol, description = @description,
          name = @name, http = @http, https_token = @https_token, source = @source, health_check = @health_check,
-         access_control = @access_control, updated_at = @updated_at WHERE server_id = @server_id AND id = @id`,
+         access_control = @access_control, replica_group = @replica_group, updated_at = @updated_at WHERE server_id = @server_id AND id = @id`,
     ),
     deleteMapping: db.prepare('DELETE FROM mappings WHERE server_id = ? AND id = ?'),
 
@@ -342,7 +347,7 @@ export class SqliteStore implements Store {
         if (!this.st.getServer.get(m.serverId)) throw new PorticoError('NOT_FOUND', `server "${m.serverId}" not found`, { id: m.serverId });
         if (this.st.getMappingById.get(m.id)) throw new PorticoError('CONFLICT', `mapping "${m.id}" already exists`, { id: m.id });
         const now = nowAfter();
-        const rec: MappingRecord = { ...m, createdAt: now, updatedAt: now };
+        const rec: MappingRecord = { ...m, group: m.group ?? null, createdAt: now, updatedAt: now };
         this.checkMappingConflicts(rec);
         this.st.insertMapping.run(mappingToRow(rec));
         return mappingFromRow(mappingToRow(rec));
@@ -469,6 +474,96 @@ export class SqliteStore implements Store {
     }
     return Promise.resolve();
   }
+
+  // ---- stats (usage statistics; relay/stats) ----
+
+  private statsSt: ReturnType<typeof prepareStatsStatements> | null = null;
+
+  private stats(): ReturnType<typeof prepareStatsStatements> {
+    this.statsSt ??= prepareStatsStatements(this.db);
+    return this.statsSt;
+  }
+
+  saveMappingStats(rows: MappingStatsRecord[]): Promise<void> {
+    if (rows.length === 0) return Promise.resolve();
+    return this.run(
+      'save mapping stats',
+      () => {
+        const st = this.stats();
+        for (const r of rows) {
+          if (!this.st.getServer.get(r.serverId)) continue;
+          st.upsert.run({
+            server_id: r.serverId,
+            mapping_id: r.mappingId,
+            total_requests: r.totalRequests,
+            total_connections: r.totalConnections,
+            bytes_in: r.bytesIn,
+            bytes_out: r.bytesOut,
+            response_time_ms_sum: r.responseTimeMsSum,
+            response_count: r.responseCount,
+            visitors_sketch: json(r.visitorsSketch),
+            last_accessed: r.lastAccessed,
+            access_log: JSON.stringify(r.accessLog),
+            updated_at: r.updatedAt,
+          });
+        }
+      },
+      true,
+    );
+  }
+
+  listMappingStats(): Promise<MappingStatsRecord[]> {
+    return this.run('list mapping stats', () =>
+      (this.stats().list.all() as MappingStatsRow[]).map((r) => ({
+        serverId: r.server_id,
+        mappingId: r.mapping_id,
+        totalRequests: r.total_requests,
+        totalConnections: r.total_connections,
+        bytesIn: r.bytes_in,
+        bytesOut: r.bytes_out,
+        responseTimeMsSum: r.response_time_ms_sum,
+        responseCount: r.response_count,
+        visitorsSketch: parseJson<unknown>(r.visitors_sketch),
+        lastAccessed: r.last_accessed,
+        accessLog: parseJson<AccessLogEntry[]>(r.access_log) ?? [],
+        updatedAt: r.updated_at,
+      })),
+    );
+  }
+}
+
+// ---- stats ----
+
+interface MappingStatsRow {
+  server_id: string;
+  mapping_id: string;
+  total_requests: number;
+  total_connections: number;
+  bytes_in: number;
+  bytes_out: number;
+  response_time_ms_sum: number;
+  response_count: number;
+  visitors_sketch: string | null;
+  last_accessed: string | null;
+  access_log: string | null;
+  updated_at: string;
+}
+
+const STATS_COLS =
+  'server_id, mapping_id, total_requests, total_connections, bytes_in, bytes_out, response_time_ms_sum, response_count, visitors_sketch, last_accessed, access_log, updated_at';
+
+function prepareStatsStatements(db: Database) {
+  return {
+    upsert: db.prepare(
+      `INSERT INTO mapping_stats (${STATS_COLS}) VALUES (@server_id, @mapping_id, @total_requests, @total_connections, @bytes_in, @bytes_out,
+         @response_time_ms_sum, @response_count, @visitors_sketch, @last_accessed, @access_log, @updated_at)
+       ON CONFLICT (server_id, mapping_id) DO UPDATE SET total_requests = excluded.total_requests, total_connections = excluded.total_connections,
+         bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, response_time_ms_sum = excluded.response_time_ms_sum,
+         response_count = excluded.response_count, visitors_sketch = excluded.visitors_sketch, last_accessed = excluded.last_accessed,
+         access_log = excluded.access_log, updated_at = excluded.updated_at`,
+    ),
+    list: db.prepare(`SELECT ${STATS_COLS} FROM mapping_stats ORDER BY server_id, mapping_id`),
+  };
 }
 
 /** A patch without its undefined fields, so `{name: undefined}` leaves name alone. */

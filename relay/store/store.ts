@@ -44,6 +44,8 @@ export interface MappingRecord {
   source: 'api' | 'agent';
   healthCheck: Record<string, unknown> | null;
   accessControl: Record<string, unknown> | null;
+  /** Replica group: mappings of one owner with the same group share https://{owner}-{group}.{domain} and balance (docs/replicas.md). */
+  group: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -60,7 +62,7 @@ export interface ApiKeyRecord {
 export type NewServer = Omit<ServerRecord, 'createdAt' | 'updatedAt' | 'proxyEnabled' | 'allowedIps' | 'access'> &
   Partial<Pick<ServerRecord, 'proxyEnabled' | 'allowedIps' | 'access'>>;
 export type ServerPatch = Partial<Omit<ServerRecord, 'id' | 'createdAt' | 'updatedAt'>>;
-export type NewMapping = Omit<MappingRecord, 'createdAt' | 'updatedAt'>;
+export type NewMapping = Omit<MappingRecord, 'createdAt' | 'updatedAt' | 'group'> & { group?: string | null };
 export type MappingPatch = Partial<Omit<MappingRecord, 'id' | 'serverId' | 'createdAt' | 'updatedAt'>>;
 
 export interface Store {
@@ -94,4 +96,43 @@ export interface Store {
   setMeta(key: string, value: string): Promise<void>;
 
   close(): Promise<void>;
+
+  // ---- stats (usage statistics, relay/stats; flushed periodically) ----
+
+  /** Inserts or replaces the statistics rows (rows of servers that no longer exist are skipped). */
+  saveMappingStats(rows: MappingStatsRecord[]): Promise<void>;
+  /** Every stored statistics row (loaded once at start). */
+  listMappingStats(): Promise<MappingStatsRecord[]>;
+}
+
+// ---- stats ----
+
+/** One access-log entry (the seed API's fields). */
+export interface AccessLogEntry {
+  timestamp: string;
+  client_ip: string;
+  user: string | null;
+  method: string;
+  path: string;
+  status_code: number;
+  response_time_ms: number;
+  user_agent: string | null;
+}
+
+/** Usage statistics of one mapping (identity mappings included), as stored. */
+export interface MappingStatsRecord {
+  serverId: string;
+  mappingId: string;
+  totalRequests: number;
+  totalConnections: number;
+  bytesIn: number;
+  bytesOut: number;
+  responseTimeMsSum: number;
+  responseCount: number;
+  /** Serialised unique-visitor sketch (relay/stats/hll.ts), or null. */
+  visitorsSketch: unknown;
+  lastAccessed: string | null;
+  /** The most recent access-log entries, oldest first. */
+  accessLog: AccessLogEntry[];
+  updatedAt: string;
 }
