@@ -21,6 +21,9 @@ import type {
   ServerPatch,
   ServerRecord,
   Store,
+  NewUser,
+  UserKeyRecord,
+  UserRecord,
 } from './store.js';
 
 interface ServerRow {
@@ -530,6 +533,129 @@ export class SqliteStore implements Store {
       })),
     );
   }
+
+  // ---- users (access control: endpoint logins and user API keys; relay/access) ----
+
+  private usersSt: ReturnType<typeof prepareUserStatements> | null = null;
+
+  private users(): ReturnType<typeof prepareUserStatements> {
+    this.usersSt ??= prepareUserStatements(this.db);
+    return this.usersSt;
+  }
+
+  createUser(u: NewUser): Promise<UserRecord> {
+    return this.run(
+      `create user ${u.username}`,
+      () => {
+        const st = this.users();
+        if (st.findUser.get(u.owner, u.username)) {
+          throw new PorticoError('CONFLICT', `owner ${u.owner} already has a user named "${u.username}"`, { field: 'username', owner: u.owner });
+        }
+        if (st.getUser.get(u.id)) throw new PorticoError('CONFLICT', `user "${u.id}" already exists`, { id: u.id });
+        const now = nowAfter();
+        const rec: UserRecord = { ...u, createdAt: now, updatedAt: now };
+        st.insertUser.run(userToRow(rec));
+        return rec;
+      },
+      true,
+    );
+  }
+
+  getUser(id: string): Promise<UserRecord | undefined> {
+    return this.run('get user', () => {
+      const r = this.users().getUser.get(id) as UserRow | undefined;
+      return r && userFromRow(r);
+    });
+  }
+
+  findUser(owner: string, username: string): Promise<UserRecord | undefined> {
+    return this.run('find user', () => {
+      const r = this.users().findUser.get(owner, username) as UserRow | undefined;
+      return r && userFromRow(r);
+    });
+  }
+
+  listUsers(owner?: string): Promise<UserRecord[]> {
+    return this.run('list users', () => {
+      const st = this.users();
+      return ((owner === undefined ? st.listUsers.all() : st.listUsersByOwner.all(owner)) as UserRow[]).map(userFromRow);
+    });
+  }
+
+  deleteUser(id: string): Promise<boolean> {
+    return this.run(`delete user ${id}`, () => this.users().deleteUser.run(id).changes > 0, true);
+  }
+
+  createUserKey(k: Omit<UserKeyRecord, 'createdAt'>): Promise<UserKeyRecord> {
+    return this.run(
+      'create user key',
+      () => {
+        const st = this.users();
+        if (!st.getUser.get(k.userId)) throw new PorticoError('NOT_FOUND', `user "${k.userId}" not found`, { id: k.userId });
+        const rec: UserKeyRecord = { ...k, createdAt: nowAfter() };
+        st.insertKey.run({ id: rec.id, user_id: rec.userId, key_hash: rec.keyHash, created_at: rec.createdAt });
+        return rec;
+      },
+      true,
+    );
+  }
+
+  findUserKeyByHash(keyHash: string): Promise<{ key: UserKeyRecord; user: UserRecord } | undefined> {
+    return this.run('find user key', () => {
+      const r = this.users().findKeyByHash.get(keyHash) as (UserRow & { key_id: string; key_hash: string; key_created_at: string }) | undefined;
+      if (!r) return undefined;
+      return { key: { id: r.key_id, userId: r.id, keyHash: r.key_hash, createdAt: r.key_created_at }, user: userFromRow(r) };
+    });
+  }
+
+  countUserKeys(userIds: string[]): Promise<Map<string, number>> {
+    return this.run('count user keys', () => {
+      const st = this.users();
+      const out = new Map<string, number>();
+      for (const id of userIds) out.set(id, (st.countKeys.get(id) as { n: number }).n);
+      return out;
+    });
+  }
+}
+
+// ---- users ----
+
+interface UserRow {
+  id: string;
+  owner: string;
+  username: string;
+  password_hash: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+const USER_COLS = 'id, owner, username, password_hash, created_at, updated_at';
+
+function userFromRow(r: UserRow): UserRecord {
+  return { id: r.id, owner: r.owner, username: r.username, passwordHash: r.password_hash, createdAt: r.created_at, updatedAt: r.updated_at };
+}
+
+function userToRow(u: UserRecord): UserRow {
+  return { id: u.id, owner: u.owner, username: u.username, password_hash: u.passwordHash, created_at: u.createdAt, updated_at: u.updatedAt };
+}
+
+function prepareUserStatements(db: Database) {
+  const U = USER_COLS.split(', ')
+    .map((c) => `u.${c}`)
+    .join(', ');
+  return {
+    insertUser: db.prepare(`INSERT INTO users (${USER_COLS}) VALUES (@id, @owner, @username, @password_hash, @created_at, @updated_at)`),
+    getUser: db.prepare(`SELECT ${USER_COLS} FROM users WHERE id = ?`),
+    findUser: db.prepare(`SELECT ${USER_COLS} FROM users WHERE owner = ? AND username = ?`),
+    listUsers: db.prepare(`SELECT ${USER_COLS} FROM users ORDER BY created_at, rowid`),
+    listUsersByOwner: db.prepare(`SELECT ${USER_COLS} FROM users WHERE owner = ? ORDER BY created_at, rowid`),
+    deleteUser: db.prepare('DELETE FROM users WHERE id = ?'),
+    insertKey: db.prepare('INSERT INTO user_keys (id, user_id, key_hash, created_at) VALUES (@id, @user_id, @key_hash, @created_at)'),
+    findKeyByHash: db.prepare(
+      `SELECT ${U}, k.id AS key_id, k.key_hash AS key_hash, k.created_at AS key_created_at FROM user_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?`,
+    ),
+    countKeys: db.prepare('SELECT COUNT(*) AS n FROM user_keys WHERE user_id = ?'),
+  };
 }
 
 // ---- stats ----

@@ -103,6 +103,23 @@ export interface Store {
   saveMappingStats(rows: MappingStatsRecord[]): Promise<void>;
   /** Every stored statistics row (loaded once at start). */
   listMappingStats(): Promise<MappingStatsRecord[]>;
+
+  // ---- users (access control: HTTPS endpoint logins and user API keys; relay/access) ----
+
+  /** Creates a user; throws CONFLICT when the owner already has this username (case-insensitive). */
+  createUser(u: NewUser): Promise<UserRecord>;
+  getUser(id: string): Promise<UserRecord | undefined>;
+  /** The owner's user of that name (case-insensitive). */
+  findUser(owner: string, username: string): Promise<UserRecord | undefined>;
+  /** All users, or those of one owner. Ordered by createdAt. */
+  listUsers(owner?: string): Promise<UserRecord[]>;
+  /** Deletes the user and its keys; false if it did not exist. */
+  deleteUser(id: string): Promise<boolean>;
+  createUserKey(k: Omit<UserKeyRecord, 'createdAt'>): Promise<UserKeyRecord>;
+  /** The key with this sha256 hash and its user. */
+  findUserKeyByHash(keyHash: string): Promise<{ key: UserKeyRecord; user: UserRecord } | undefined>;
+  /** Number of API keys of each user id given. */
+  countUserKeys(userIds: string[]): Promise<Map<string, number>>;
 }
 
 // ---- stats ----
@@ -135,4 +152,28 @@ export interface MappingStatsRecord {
   /** The most recent access-log entries, oldest first. */
   accessLog: AccessLogEntry[];
   updatedAt: string;
+}
+
+// ---- users ----
+
+/** A login of the HTTPS endpoints of one owner's servers. */
+export interface UserRecord {
+  /** `usr_` + random. */
+  id: string;
+  owner: string;
+  username: string;
+  /** Self-describing scrypt hash (relay/access/passwords.ts), or null: API keys only. */
+  passwordHash: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type NewUser = Omit<UserRecord, 'createdAt' | 'updatedAt'>;
+
+/** A user's API key for the HTTPS endpoints (Authorization: Bearer); only its sha256 is stored. */
+export interface UserKeyRecord {
+  id: string;
+  userId: string;
+  keyHash: string;
+  createdAt: string;
 }
