@@ -4,7 +4,7 @@
  * docs/errors.md documents each one (a unit test keeps the three in step).
  */
 export const ERROR_CODES = {
-  UNAUTHORIZED: { status: 401, wire: 1, doc: 'Missing or wrong API key or agent token.' },
+  UNAUTHORIZED: { status: 401, wire: 1, doc: 'Missing or wrong API key, agent token, or HTTPS endpoint login (user API key, password or session cookie).' },
   NOT_FOUND: { status: 404, wire: 2, doc: 'No such server, mapping, key or route (also returned for resources of another owner).' },
   VALIDATION_FAILED: { status: 400, wire: 3, doc: 'A request field or config key has a bad value; `details.field` names it.' },
   PORT_ALREADY_MAPPED: { status: 409, wire: 4, doc: 'The external port is already used by another mapping of this server.' },
@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   SHUTTING_DOWN: { status: 503, wire: 22, doc: 'The relay is draining for shutdown.' },
   RATE_LIMITED: { status: 429, wire: 23, doc: 'Too many requests or connections.' },
   INTERNAL: { status: 500, wire: 24, doc: 'An unexpected error; details are in the relay log.' },
+  FORBIDDEN: { status: 403, wire: 25, doc: 'Access control refused the client: its IP address is blocked or not allowed, the user is not in `allowed_users`, or it has too many sessions.' },
 } as const satisfies Record<string, { status: number; wire: number; doc: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
