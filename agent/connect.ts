@@ -9,6 +9,8 @@ import { PorticoError } from '../shared/errors.js';
 import { ControlChannel } from '../shared/control/channel.js';
 import { Session as MuxSession, type MuxStream } from '../shared/mux/index.js';
 import { tlsClientTransport } from '../shared/transport/tls.js';
+import { wsClientTransport } from '../shared/transport/websocket.js';
+import type { ClientTransport, TransportName } from '../shared/transport/transport.js';
 import type { AgentConfig } from '../shared/config/types.js';
 import { VERSION } from '../shared/version.js';
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Protocol, type Welcome } from '../proto/index.js';
@@ -22,15 +24,19 @@ export interface Tunnel {
 
 const CONNECT_TIMEOUT_MS = 15_000;
 
+/** Client transports by name; the mux above never knows which one it runs on. */
+const clientTransports = { tls: tlsClientTransport, websocket: wsClientTransport } satisfies Record<TransportName, ClientTransport>;
+
 export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream) => void): Promise<Tunnel> {
-  const socket = await tlsClientTransport.dial({
+  const socket = await clientTransports[config.transport ?? 'tls'].dial({
     host: config.relay.host,
     port: config.relay.port,
     ca: config.ca ? readFileSync(config.ca) : undefined,
     insecure: config.insecure,
     serverName: config.serverName,
     timeout: CONNECT_TIMEOUT_MS,
-  });
+    path: config.relayPath,
+  } as Parameters<typeof wsClientTransport.dial>[0]);
   const mux = new MuxSession(socket, {
     isClient: true,
     maxStreamWindow: config.streamWindow,
@@ -56,6 +62,7 @@ export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream
           http: m.http ?? false,
           protocol: m.protocol === 'udp' ? Protocol.UDP : Protocol.TCP,
           description: m.description ?? '',
+          group: m.group ?? '',
         })),
       },
     });

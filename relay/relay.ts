@@ -10,7 +10,9 @@ import type { Logger } from '../shared/logging.js';
 import { PorticoError } from '../shared/errors.js';
 import { VERSION } from '../shared/version.js';
 import { tlsServerTransport } from '../shared/transport/tls.js';
-import type { TransportListener } from '../shared/transport/transport.js';
+import type { PeerInfo, TransportListener } from '../shared/transport/transport.js';
+import { tunnelUpgradeHandler } from '../shared/transport/websocket.js';
+import type { Duplex } from 'node:stream';
 import { openStore } from './store/index.js';
 import type { Store } from './store/store.js';
 import { allocateBlock } from './ports/allocator.js';
@@ -42,6 +44,7 @@ export class Relay implements RelayHooks {
   readonly loopGuard = new LoopGuard();
   readonly publishers: PortPublisher[];
   private tunnel: TransportListener | null = null;
+  private wsTunnel: ReturnType<typeof tunnelUpgradeHandler> | null = null;
   private api: FastifyInstance | null = null;
   /** The HTTPS web proxy and its plain-HTTP redirect. */
   web: WebProxy | null = null;
@@ -84,22 +87,35 @@ export class Relay implements RelayHooks {
     return { tunnel: this.tunnel ? `${this.tunnel.host}:${this.tunnel.port}` : '', api: apiAddr, https: this.web?.addresses.https ?? '', http: this.web?.addresses.http ?? '' };
   }
 
+  /** Every transport hands its connections here. */
+  private readonly onAgentConnection = (conn: Duplex, peer: PeerInfo): void =>
+    acceptAgent(conn, peer, {
+      config: this.config,
+      logger: this.logger,
+      store: this.store,
+      relayVersion: VERSION,
+      accepting: () => this.accepting,
+      onAuthenticated: (s) => this.online(s),
+    });
+
   private async listen(): Promise<void> {
     const { config, logger } = this;
     this.tunnel = await tlsServerTransport.listen(
       { host: config.tunnel.listen.host, port: config.tunnel.listen.port, cert: this.tls.cert, key: this.tls.key, handshakeTimeout: config.tunnel.handshakeTimeout },
-      (conn, peer) =>
-        acceptAgent(conn, peer, {
-          config,
-          logger,
-          store: this.store,
-          relayVersion: VERSION,
-          accepting: () => this.accepting,
-          onAuthenticated: (s) => this.online(s),
-        }),
+      this.onAgentConnection,
       (err, peer) => logger.debug({ peer: peer ? `${peer.remoteAddress}:${peer.remotePort}` : undefined, err: err.message }, 'tunnel connection failed before a session'),
     );
-    this.web = await WebProxy.start({ config, logger, store: this.store, registry: this.registry, devTls: this.tls });
+    // The WebSocket fallback (wss://<relay>/_tunnel) rides on the HTTPS listener, for any host that is not an app's.
+    this.wsTunnel = tunnelUpgradeHandler(this.onAgentConnection, (host) => this.web?.router.lookup(host) !== undefined);
+    const ws = this.wsTunnel;
+    this.web = await WebProxy.start({
+      config,
+      logger,
+      store: this.store,
+      registry: this.registry,
+      devTls: this.tls,
+      tunnelUpgrade: (req, socket, head) => this.accepting && ws.handle(req, socket, head),
+    });
     this.api = await buildApi({ store: this.store, config, logger, adminKeyHash: this.adminKey.hash, relay: this });
     await this.api.listen({ host: config.api.listen.host, port: config.api.listen.port });
   }
@@ -132,8 +148,8 @@ export class Relay implements RelayHooks {
   serverStatus(id: string): ServerStatus {
     const s = this.registry.get(id);
     const udp = this.publishers.find((p) => p.protocol === 'udp')?.serverCounters?.(id) ?? null;
-    if (!s) return { online: false, agentVersion: null, connectedSince: null, remoteAddress: null, openStreams: 0, udp };
-    return { online: true, agentVersion: s.agentVersion, connectedSince: s.connectedAt.toISOString(), remoteAddress: s.peer.remoteAddress, openStreams: s.openStreams, udp };
+    if (!s) return { online: false, agentVersion: null, connectedSince: null, remoteAddress: null, openStreams: 0, udp, transport: null };
+    return { online: true, agentVersion: s.agentVersion, connectedSince: s.connectedAt.toISOString(), remoteAddress: s.peer.remoteAddress, openStreams: s.openStreams, udp, transport: s.peer.transport };
   }
 
   async serverChanged(id: string): Promise<void> {
@@ -175,6 +191,7 @@ export class Relay implements RelayHooks {
     if (this.registry.openStreams > 0) logger.warn({ streams: this.registry.openStreams }, 'grace period over; closing open streams');
     this.web?.destroy();
     for (const s of this.registry.all()) s.mux.destroy(new PorticoError('SHUTTING_DOWN', 'relay stopped'));
+    this.wsTunnel?.close();
     await this.api?.close();
     await this.store.close();
   }

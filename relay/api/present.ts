@@ -35,6 +35,7 @@ export function serverDetail(s: ServerRecord, status: ServerStatus, mappings: Ma
     ...serverView(s, status),
     remote_address: status.remoteAddress,
     open_streams: status.openStreams,
+    transport: status.transport,
     udp_stats: status.udp
       ? {
           flows: status.udp.flows ?? 0,

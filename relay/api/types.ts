@@ -11,6 +11,8 @@ export interface ServerStatus {
   remoteAddress: string | null;
   /** Data streams (forwarded connections, flows, HTTP exchanges) open through the agent now. */
   openStreams: number;
+  /** How the agent is connected: 'tls' or 'websocket' (null when offline). */
+  transport: string | null;
   /** UDP counters (flows, datagramsIn/Out, drops, refusedByCap, expiredFlows), null before any UDP traffic. */
   udp: Record<string, number> | null;
 }

@@ -8,6 +8,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { readFileSync, statSync } from 'node:fs';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { Logger } from '../../shared/logging.js';
@@ -58,6 +59,8 @@ export interface WebProxyDeps {
   registry: SessionRegistry;
   /** PEM used when config.https.cert/key are not set (--dev). */
   devTls?: { cert: string; key: string };
+  /** Takes upgrades that are agent tunnels (wss://…/_tunnel); returns false for everything else. */
+  tunnelUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => boolean;
 }
 
 export class WebProxy {
@@ -104,7 +107,8 @@ export class WebProxy {
       ...hardening,
     });
     this.https.on('request', this.proxy.onRequest);
-    this.https.on('upgrade', this.proxy.onUpgrade);
+    const tunnel = deps.tunnelUpgrade;
+    this.https.on('upgrade', tunnel ? (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head) || this.proxy.onUpgrade(req, socket, head) : this.proxy.onUpgrade);
     this.https.on('tlsClientError', () => undefined);
     this.http = http.createServer({ ...hardening, keepAliveTimeout: 5_000 }, redirectHandler(config));
     for (const server of [this.https, this.http]) {

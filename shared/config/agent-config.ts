@@ -6,7 +6,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 
 import { ConfigSource, LEAF, listOf, type KeyPath, type Shape } from './reader.js';
-import type { AgentConfig, AgentMappingSpec } from './types.js';
+import type { AgentConfig, AgentMappingSpec, HostPort } from './types.js';
 import {
   ConfigValueError,
   deepFreeze,
@@ -36,7 +36,7 @@ export const AGENT_CONFIG_SHAPE = {
   keepalive_interval: LEAF,
   keepalive_timeout: LEAF,
   max_backoff: LEAF,
-  mappings: listOf({ internal_port: LEAF, external_port: LEAF, name: LEAF, http: LEAF, protocol: LEAF, description: LEAF }),
+  mappings: listOf({ internal_port: LEAF, external_port: LEAF, name: LEAF, http: LEAF, protocol: LEAF, description: LEAF, group: LEAF }),
 } as const satisfies Shape;
 
 export const AGENT_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze({
@@ -108,6 +108,24 @@ const positiveDuration = (v: unknown): number => {
   return n;
 };
 
+/** `host:port` (TLS tunnel, default port 7000) or `wss://host[:port][/path]` (WebSocket fallback, default 443 and /_tunnel). */
+export function parseRelayAddress(v: unknown): { hostPort: HostPort; transport: 'tls' | 'websocket'; path: string } {
+  const s = parseString(v);
+  if (/^wss:\/\//i.test(s)) {
+    let url: URL;
+    try {
+      url = new URL(s);
+    } catch {
+      throw new ConfigValueError(`${showValue(v)} is not a valid wss:// URL`);
+    }
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    if (!host) throw new ConfigValueError(`${showValue(v)} has no host`);
+    return { hostPort: { host, port: url.port ? Number(url.port) : 443 }, transport: 'websocket', path: url.pathname && url.pathname !== '/' ? url.pathname : '/_tunnel' };
+  }
+  if (/^[a-z]+:\/\//i.test(s)) throw new ConfigValueError(`${showValue(v)}: use HOST:PORT for the TLS tunnel or wss://HOST[:PORT]/_tunnel for the WebSocket fallback`);
+  return { hostPort: parseHostPort(s, { defaultPort: DEFAULT_TUNNEL_PORT }), transport: 'tls', path: '' };
+}
+
 /** Loads, validates and freezes the agent configuration. Throws PorticoError CONFIG_INVALID. */
 export function loadAgentConfig(opts: LoadAgentConfigOptions): AgentConfig {
   const cwd = opts.cwd ?? process.cwd();
@@ -132,7 +150,8 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions): AgentConfig {
     return src.read([key], parse, fallback ?? AGENT_DEFAULTS[key]);
   };
 
-  const relay = pick('relay', '--relay', flags.relay, (v) => parseHostPort(v, { defaultPort: DEFAULT_TUNNEL_PORT }));
+  const relayAddr = pick('relay', '--relay', flags.relay, parseRelayAddress);
+  const relay = relayAddr?.hostPort;
   const envToken = opts.env.PORTICO_TOKEN !== undefined && opts.env.PORTICO_TOKEN !== '' ? opts.env.PORTICO_TOKEN : undefined;
   let token: string | undefined;
   if (flags.token === undefined && !src.has(['token']) && envToken !== undefined) {
@@ -194,6 +213,8 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions): AgentConfig {
       if (protocol !== undefined) m.protocol = protocol;
       const description = src.read(at('description'), parseDescription);
       if (description !== undefined) m.description = description;
+      const group = src.read(at('group'), parseMappingName);
+      if (group !== undefined) m.group = group;
       mappings.push(m);
     });
   }
@@ -242,6 +263,10 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions): AgentConfig {
     maxBackoff: maxBackoff!,
   };
   if (ca !== undefined) config.ca = ca;
+  if (relayAddr?.transport === 'websocket') {
+    config.transport = 'websocket';
+    config.relayPath = relayAddr.path;
+  }
   if (serverName !== undefined) config.serverName = serverName;
   if (maxRetries !== undefined) config.maxRetries = maxRetries;
   return deepFreeze(config);

@@ -78,11 +78,17 @@ export interface AgentMappingSpec {
   http?: boolean;
   protocol?: 'tcp' | 'udp';
   description?: string;
+  /** Replica group (docs/replicas.md). */
+  group?: string;
 }
 
 export interface AgentConfig {
-  /** host:port of the relay's tunnel listener. */
+  /** host:port of the relay's tunnel listener (TLS), or of its HTTPS listener for wss://. */
   relay: HostPort;
+  /** `tls` (relay: host:port) or `websocket` (relay: wss://host[:port][/path]). */
+  transport?: 'tls' | 'websocket';
+  /** WebSocket path (default /_tunnel). */
+  relayPath?: string;
   token: string;
   /** Absolute path of a CA bundle to verify the relay with. */
   ca?: string;

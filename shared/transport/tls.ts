@@ -48,16 +48,18 @@ export const tlsClientTransport: ClientTransport = {
   dial(opts: DialOptions) {
     return new Promise((resolve, reject) => {
       const servername = opts.serverName ?? (net.isIP(opts.host) ? undefined : opts.host);
-      const socket = tls.connect({
+      const options: tls.ConnectionOptions = {
         host: opts.host,
         port: opts.port,
         ca: opts.ca,
         rejectUnauthorized: !opts.insecure,
         servername,
         minVersion: 'TLSv1.2',
-        // Verify an IP literal against the certificate's IP SANs.
-        checkServerIdentity: opts.serverName || !net.isIP(opts.host) ? undefined : (_host, cert) => tls.checkServerIdentity(opts.host, cert),
-      });
+      };
+      // An IP literal without a server name is verified against the certificate's IP SANs.
+      // (Only set the option when needed: an explicit undefined trips a Node assertion.)
+      if (!opts.serverName && net.isIP(opts.host)) options.checkServerIdentity = (_host, cert) => tls.checkServerIdentity(opts.host, cert);
+      const socket = tls.connect(options);
       const timer = setTimeout(() => {
         socket.destroy(new PorticoError('TIMEOUT', `TLS connect to ${opts.host}:${opts.port} timed out after ${opts.timeout} ms`));
       }, opts.timeout);

@@ -202,3 +202,11 @@ t.test('deploy/config agent examples load', async (t) => {
   // Apart from mappings, agent.full.yaml states the real defaults.
   t.same({ ...full, mappings: [] }, { ...ex, mappings: [] });
 });
+
+t.test('relay address: host:port for TLS, wss:// URL for the WebSocket fallback', async (t) => {
+  const { parseRelayAddress } = await import('../../shared/config/agent-config.js');
+  t.same(parseRelayAddress('relay.example.com'), { hostPort: { host: 'relay.example.com', port: 7000 }, transport: 'tls', path: '' });
+  t.same(parseRelayAddress('wss://relay.example.com/_tunnel'), { hostPort: { host: 'relay.example.com', port: 443 }, transport: 'websocket', path: '/_tunnel' });
+  t.same(parseRelayAddress('wss://[::1]:8443'), { hostPort: { host: '::1', port: 8443 }, transport: 'websocket', path: '/_tunnel' });
+  t.throws(() => parseRelayAddress('https://relay.example.com'), /wss:\/\/HOST/);
+});

@@ -96,6 +96,7 @@ export const serverDetailSchema = {
     ...statusProperties,
     remote_address: { type: ['string', 'null'] },
     open_streams: { type: 'integer' },
+    transport: { type: ['string', 'null'] },
     udp_stats: {
       type: ['object', 'null'],
       properties: {
