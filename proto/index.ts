@@ -30,6 +30,7 @@ export interface MappingSpec {
   http?: boolean;
   protocol?: Protocol;
   description?: string;
+  group?: string;
 }
 
 export interface HealthCheckMsg {

@@ -28,6 +28,8 @@ import { WebProxy } from './vhost/https-server.js';
 import { buildApi } from './api/app.js';
 import { loadOrCreateAdminKey, type AdminKey } from './api/admin-key.js';
 import type { RelayHooks, ServerStatus } from './api/types.js';
+import { Observability } from './observability.js';
+import { loadOrCreateMetricsKeyHash, registerMetricsRoute } from './stats/metrics-route.js';
 
 /** Ports handed out by allocatePorts but not yet stored stay taken this long. */
 const PENDING_ALLOCATION_MS = 60_000;
@@ -50,6 +52,7 @@ export class Relay implements RelayHooks {
   web: WebProxy | null = null;
   private accepting = true;
   private readonly pendingPorts = new Map<number, number>();
+  readonly obs: Observability;
 
   private constructor(
     readonly config: RelayConfig,
@@ -58,7 +61,9 @@ export class Relay implements RelayHooks {
     readonly adminKey: AdminKey,
     readonly tls: RelayTls,
   ) {
-    const deps = { config, logger, registry: this.registry, loopGuard: this.loopGuard };
+    // Health, replicas, usage statistics and metrics (relay/observability.ts).
+    this.obs = new Observability({ config, logger, store, registry: this.registry });
+    const deps = { config, logger, registry: this.registry, loopGuard: this.loopGuard, obs: this.obs };
     this.publishers = Object.values(relayPublishers).map((make) => make(deps));
     this.registry.on('offline', (s: AgentSession) => {
       s.logger.info('agent offline');
@@ -106,9 +111,11 @@ export class Relay implements RelayHooks {
       (err, peer) => logger.debug({ peer: peer ? `${peer.remoteAddress}:${peer.remotePort}` : undefined, err: err.message }, 'tunnel connection failed before a session'),
     );
     // The WebSocket fallback (wss://<relay>/_tunnel) rides on the HTTPS listener, for any host that is not an app's.
-    this.wsTunnel = tunnelUpgradeHandler(this.onAgentConnection, (host) => this.web?.router.lookup(host) !== undefined);
+    this.wsTunnel = tunnelUpgradeHandler(this.onAgentConnection, (host) => this.web?.router.lookup(host) !== undefined || this.obs.replicas.lookupHost(host) !== undefined);
     const ws = this.wsTunnel;
+    await this.obs.start();
     this.web = await WebProxy.start({
+      obs: this.obs,
       config,
       logger,
       store: this.store,
@@ -117,6 +124,7 @@ export class Relay implements RelayHooks {
       tunnelUpgrade: (req, socket, head) => this.accepting && ws.handle(req, socket, head),
     });
     this.api = await buildApi({ store: this.store, config, logger, adminKeyHash: this.adminKey.hash, relay: this });
+    registerMetricsRoute(this.api, { admin: this.adminKey.hash, metrics: await loadOrCreateMetricsKeyHash(config.dataDir) });
     await this.api.listen({ host: config.api.listen.host, port: config.api.listen.port });
   }
 
@@ -124,6 +132,7 @@ export class Relay implements RelayHooks {
     const old = this.registry.add(session);
     if (old && old !== session) old.terminate('SESSION_REPLACED', 'a newer connection of this server took over');
     await this.web?.refresh(session.serverId); // the hello may have changed agent-declared mappings
+    await this.obs.serverChanged(session.serverId);
     await this.publish(session.serverId, session.mappings);
   }
 
@@ -154,6 +163,7 @@ export class Relay implements RelayHooks {
 
   async serverChanged(id: string): Promise<void> {
     await this.web?.refresh(id);
+    await this.obs.serverChanged(id);
     const session = this.registry.get(id);
     if (!session) return;
     const server = await this.store.getServer(id);
@@ -167,10 +177,16 @@ export class Relay implements RelayHooks {
     this.registry.get(id)?.terminate('TOKEN_REVOKED', `server ${id} was deleted`);
     await Promise.all(this.publishers.map((p) => p.closeServer(id)));
     await this.web?.refresh(id);
+    this.obs.serverDeleted(id);
   }
 
   async tokenRotated(id: string): Promise<void> {
     this.registry.get(id)?.terminate('TOKEN_REVOKED', `the agent token of server ${id} was rotated`);
+  }
+
+  async userDeleted(id: string): Promise<void> {
+    // Access control: cached credential checks and the user's browser sessions end at once.
+    this.web?.proxy.access.userDeleted(id);
   }
 
   // ---- shutdown ----
@@ -193,6 +209,7 @@ export class Relay implements RelayHooks {
     for (const s of this.registry.all()) s.mux.destroy(new PorticoError('SHUTTING_DOWN', 'relay stopped'));
     this.wsTunnel?.close();
     await this.api?.close();
+    await this.obs.stop();
     await this.store.close();
   }
 }

@@ -10,6 +10,7 @@ import { installErrorHandling } from './envelope.js';
 import { keyRoutes } from './routes/keys.js';
 import { proxyRoutes } from './routes/proxy.js';
 import { serverRoutes } from './routes/servers.js';
+import { userRoutes } from './routes/users.js';
 import type { ApiDeps } from './types.js';
 
 export type { ApiDeps, RelayHooks, ServerStatus, Principal } from './types.js';
@@ -71,6 +72,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         { name: 'servers', description: 'Servers and their allocations' },
         { name: 'clusters', description: 'Alias of servers (the seed API name)' },
         { name: 'keys', description: 'Owner-scoped API keys (admin only)' },
+        { name: 'users', description: 'Logins of the HTTPS endpoints (access control): passwords and user API keys' },
       ],
     },
   });
@@ -86,6 +88,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     await api.register(proxyRoutes, { prefix: '/v1/servers', deps, resource: 'servers' });
     await api.register(proxyRoutes, { prefix: '/v1/clusters', deps, resource: 'clusters' });
     await api.register(keyRoutes, { prefix: '/v1/keys', deps });
+    await api.register(userRoutes, { prefix: '/v1/users', deps });
   });
 
   return app;

@@ -2,6 +2,7 @@
 import type pino from 'pino';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { Store } from '../store/store.js';
+import type { Observability } from '../observability.js';
 
 /** Live state of a server's agent connection. */
 export interface ServerStatus {
@@ -28,6 +29,10 @@ export interface RelayHooks {
   serverDeleted(id: string): Promise<void>;
   /** After a token rotation: disconnect the agent holding the old token. */
   tokenRotated(id: string): Promise<void>;
+  /** Health, replicas, usage statistics and access logs (relay/observability.ts); absent in API-only setups. */
+  readonly obs?: Observability;
+  /** After an endpoint user was deleted: forget its cached credentials and end its browser sessions (access control). */
+  userDeleted?(id: string): Promise<void>;
 }
 
 export interface ApiDeps {

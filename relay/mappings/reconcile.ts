@@ -39,6 +39,7 @@ export async function reconcileAgentMappings(store: Store, config: RelayConfig, 
       description: spec.description || (match ? match.description : `agent: port ${spec.internalPort}`),
       name: spec.name || null,
       http: Boolean(spec.http),
+      group: spec.group || null,
     };
     try {
       const fields = await checkMapping(input, {

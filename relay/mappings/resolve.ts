@@ -20,6 +20,8 @@ export interface ResolvedMapping {
   source: MappingSource;
   healthCheck: Record<string, unknown> | null;
   accessControl: Record<string, unknown> | null;
+  /** Replica group (docs/replicas.md), null for identity mappings. */
+  group: string | null;
 }
 
 export function identityMappingId(port: number, protocol: Protocol): string {
@@ -44,6 +46,7 @@ export function resolveMappings(server: ServerRecord, records: MappingRecord[]):
       source: r.source,
       healthCheck: r.healthCheck,
       accessControl: r.accessControl,
+      group: r.group ?? null,
     });
   }
   const protocols: Protocol[] = server.udp ? ['tcp', 'udp'] : ['tcp'];
@@ -62,6 +65,7 @@ export function resolveMappings(server: ServerRecord, records: MappingRecord[]):
         source: 'identity',
         healthCheck: null,
         accessControl: null,
+        group: null,
       });
     }
   }

@@ -8,6 +8,7 @@ import ipaddr from 'ipaddr.js';
 import { PorticoError } from '../../shared/errors.js';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { MappingRecord, Protocol, ServerRecord } from '../store/store.js';
+import { checkAccessExtras } from '../access/validate.js';
 
 export const MAPPING_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/;
 
@@ -18,6 +19,8 @@ export interface MappingInput {
   description?: unknown;
   name?: unknown;
   http?: unknown;
+  /** Replica group (docs/replicas.md); tcp mappings only. */
+  group?: unknown;
 }
 
 export interface MappingFields {
@@ -27,6 +30,7 @@ export interface MappingFields {
   description: string;
   name: string | null;
   http: boolean;
+  group: string | null;
 }
 
 export interface MappingContext {
@@ -119,7 +123,18 @@ export async function checkMapping(input: MappingInput, ctx: MappingContext): Pr
       throw new PorticoError('NAME_TAKEN', `mapping name "${name}" is already in use on this relay`, { field: 'name' });
     }
   }
-  return { internalPort, externalPort, protocol, description, name, http };
+  const group = checkGroup(input.group, protocol);
+  return { internalPort, externalPort, protocol, description, name, http, group };
+}
+
+/** A replica group name: a DNS label like mapping names (it becomes https://{owner}-{group}.{domain}); tcp only. */
+export function checkGroup(value: unknown, protocol: Protocol): string | null {
+  if (value === undefined || value === null || value === '') return null;
+  if (typeof value !== 'string' || !MAPPING_NAME_RE.test(value)) {
+    throw new PorticoError('VALIDATION_FAILED', 'group must be 1-40 lowercase letters, digits or dashes, not starting or ending with a dash', { field: 'group' });
+  }
+  if (protocol !== 'tcp') throw new PorticoError('VALIDATION_FAILED', 'replica groups are for tcp mappings (HTTPS and raw TCP); udp flows are not balanced', { field: 'group' });
+  return value;
 }
 
 export function describeBlock(ports: number[]): string {
@@ -248,5 +263,6 @@ export function checkAccessControl(input: unknown, field = 'access_control'): Re
   if (typeof input !== 'object' || Array.isArray(input)) throw new PorticoError('VALIDATION_FAILED', `${field || 'body'} must be an object`, { field: field || 'body' });
   const doc: Record<string, unknown> = { ...(input as Record<string, unknown>) };
   for (const key of IP_LIST_KEYS) if (doc[key] !== undefined) doc[key] = checkIpList(doc[key], field ? `${field}.${key}` : key);
+  checkAccessExtras(doc, field);
   return doc;
 }

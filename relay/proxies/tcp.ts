@@ -9,6 +9,8 @@ import { splice } from '../../shared/util/splice.js';
 import { StreamKind } from '../../proto/index.js';
 import type { ResolvedMapping } from '../mappings/resolve.js';
 import type { PortPublisher, PublishProblem, PublisherDeps } from './types.js';
+import type { TcpTarget } from '../observability.js';
+import { rawIpAllowed } from '../access/raw.js';
 
 /** How long the agent has to answer a stream header with its open-result. */
 const OPEN_TIMEOUT_MS = 15_000;
@@ -121,6 +123,11 @@ class TcpPublisher implements PortPublisher {
     }
     const clientAddress = normalizeAddress(sock.remoteAddress);
     const clientPort = sock.remotePort ?? 0;
+    // Access control: IP rules on the real peer address (relay/access/raw.ts); refused clients see a reset.
+    if (!rawIpAllowed(session.server, mapping, clientAddress, { protocol: 'tcp', port, logger })) {
+      sock.resetAndDestroy();
+      return;
+    }
     if (isLocalAddress(clientAddress) && (await loopGuard.isLoop(clientAddress, clientPort, port))) {
       loopGuard.refused++;
       logger.warn(
@@ -131,10 +138,18 @@ class TcpPublisher implements PortPublisher {
       return;
     }
     if (sock.destroyed) return;
+    // Replicas and health (relay/observability.ts): a group member's port balances over the group's
+    // eligible members (any server); an unhealthy mapping refuses new connections.
+    const obs = this.deps.obs;
+    const dest: TcpTarget | null = obs ? obs.tcpTarget(session, mapping) : { session, mapping };
+    if (!dest) {
+      sock.resetAndDestroy();
+      return;
+    }
     let opened;
     try {
-      opened = session.open(
-        { mappingId: mapping.id, internalPort: mapping.internalPort, kind: StreamKind.TCP, clientAddress, clientPort, publicPort: port },
+      opened = dest.session.open(
+        { mappingId: dest.mapping.id, internalPort: dest.mapping.internalPort, kind: StreamKind.TCP, clientAddress, clientPort, publicPort: port },
         OPEN_TIMEOUT_MS,
       );
     } catch {
@@ -142,16 +157,19 @@ class TcpPublisher implements PortPublisher {
       return;
     }
     const { stream } = opened;
-    if (session.canLoop) loopGuard.track(mapping.internalPort, opened.opened, (fn) => stream.once('close', fn));
+    if (dest.session.canLoop) loopGuard.track(dest.mapping.internalPort, opened.opened, (fn) => stream.once('close', fn));
     const ready = opened.opened.then((r) => {
       if (r.ok) return true;
       const code = errorCodeFromWire(r.code ?? 0);
-      logger.debug({ server: serverId, port, internalPort: mapping.internalPort, code }, r.message || 'agent could not open the local port');
+      logger.debug({ server: dest.session.serverId, port, internalPort: dest.mapping.internalPort, code }, r.message || 'agent could not open the local port');
       // Look like a closed port to the client: reset, not a clean close.
       sock.resetAndDestroy();
       return false;
     });
-    splice(sock, stream, undefined, ready);
+    // Statistics: one connection; bytes read from splice's counters at flush/scrape time and at close.
+    let live: ReturnType<NonNullable<typeof obs>['tcpOpened']> | undefined;
+    const counted = splice(sock, stream, obs ? () => live && obs.connectionClosed(live) : undefined, ready);
+    live = obs?.tcpOpened(dest.session.serverId, dest.mapping.id, clientAddress, counted);
   }
 }
 

@@ -5,6 +5,7 @@ import type { Logger } from '../../shared/logging.js';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import type { LoopGuard } from './loop-guard.js';
+import type { Observability } from '../observability.js';
 
 export interface PublishProblem {
   port: number;
@@ -33,6 +34,8 @@ export interface PublisherDeps {
   logger: Logger;
   registry: SessionRegistry;
   loopGuard: LoopGuard;
+  /** Replicas, health gate and usage statistics (relay/observability.ts). */
+  obs?: Observability;
 }
 
 export type PublisherFactory = (deps: PublisherDeps) => PortPublisher;

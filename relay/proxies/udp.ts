@@ -18,6 +18,7 @@ import type { AgentSession } from '../sessions/agent-session.js';
 import type { ResolvedMapping } from '../mappings/resolve.js';
 import { LoopGuard } from './loop-guard.js';
 import type { PortPublisher, PublishProblem, PublisherDeps } from './types.js';
+import { rawIpAllowed } from '../access/raw.js';
 
 /** How long the agent has to answer a flow's stream header. */
 const OPEN_TIMEOUT_MS = 15_000;
@@ -255,6 +256,8 @@ export class UdpPublisher implements PortPublisher {
     const session = this.deps.registry.get(ps.serverId);
     const mapping = session?.mappingForPort(ps.port, 'udp');
     if (!session || !mapping) return undefined;
+    // Access control: IP rules on the datagram's real source address (relay/access/raw.ts); refused datagrams are dropped.
+    if (!rawIpAllowed(session.server, mapping, normalizeAddress(rinfo.address), { protocol: 'udp', port: ps.port, logger: this.deps.logger })) return undefined;
     const st = this.statsOf(ps.serverId);
     const max = this.maxFlows;
     if (st.flows >= max) {

@@ -13,6 +13,8 @@ export interface ProxyError {
   message: string;
   /** A second sentence for the HTML page (what to do). */
   hint?: string;
+  /** Extra response headers (e.g. Retry-After, WWW-Authenticate), lowercase names. */
+  headers?: Record<string, string>;
 }
 
 export const proxyErrors = {
@@ -27,11 +29,6 @@ export const proxyErrors = {
     code: 'NOT_FOUND',
     message: `the HTTPS proxy of server ${serverId} is turned off`,
     hint: `Its operator can turn it on with PUT /v1/servers/${serverId}/proxy {"enabled": true}.`,
-  }),
-  ipNotAllowed: (serverId: string, ip: string): ProxyError => ({
-    status: 403,
-    code: 'UNAUTHORIZED',
-    message: `your address ${ip} is not in the allowlist of server ${serverId}`,
   }),
   agentOffline: (serverId: string): ProxyError => ({
     status: 502,
@@ -53,6 +50,19 @@ export const proxyErrors = {
     hint: 'For long jobs stream the output (text/event-stream or application/x-ndjson, with a heartbeat every 15-30 s) or use a path such as /stream.',
   }),
   shuttingDown: (): ProxyError => ({ status: 503, code: 'SHUTTING_DOWN', message: 'the relay is restarting; retry in a moment' }),
+  // ---- health and replicas (relay/observability.ts) ----
+  unhealthy: (serverId: string, port: number, detail: string, lastCheck: string | null): ProxyError => ({
+    status: 503,
+    code: 'UPSTREAM_FAILED',
+    message: `the app on port ${port} inside ${serverId} is failing its health check${detail ? ` (${detail})` : ''}${lastCheck ? `, last checked ${lastCheck}` : ''}`,
+    hint: 'The Portico agent checks it every interval and sends traffic again as soon as a check passes; retry shortly or restart the app.',
+  }),
+  noHealthyReplica: (group: string, members: number): ProxyError => ({
+    status: 503,
+    code: 'UPSTREAM_FAILED',
+    message: `no replica of group "${group}" can take requests now (${members} member${members === 1 ? '' : 's'}: offline or failing health checks)`,
+    hint: 'Traffic resumes as soon as one replica is online and passes its health check; retry shortly.',
+  }),
 };
 
 /** JSON unless the client prefers HTML (browsers send text/html first). */
@@ -89,15 +99,17 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: ProxyE
     return;
   }
   const { type, body } = errorBody(err, wantsHtml(req.headers.accept));
-  res.writeHead(err.status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', 'x-portico-error': err.code });
+  res.writeHead(err.status, { ...err.headers, 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', 'x-portico-error': err.code });
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
 /** A complete raw HTTP/1.1 error response, for sockets taken over by an upgrade. */
 export function rawErrorResponse(accept: string | undefined, err: ProxyError): string {
   const { type, body } = errorBody(err, wantsHtml(accept));
+  let extra = '';
+  for (const [k, v] of Object.entries(err.headers ?? {})) extra += `${k}: ${v}\r\n`;
   return (
-    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n` +
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n${extra}` +
     `Content-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nX-Portico-Error: ${err.code}\r\nConnection: close\r\n\r\n${body}`
   );
 }

@@ -20,6 +20,7 @@ import { HttpProxy } from './proxy.js';
 import { StreamAgent } from './upstream-agent.js';
 import { redirectHandler } from './redirect.js';
 import { devSniCallback, needsDevSni } from './dev-sni.js';
+import type { Observability } from '../observability.js';
 
 /** Mozilla "intermediate": TLS 1.3 suites, then ECDHE + AEAD for TLS 1.2. */
 export const TLS_CIPHERS = [
@@ -59,6 +60,8 @@ export interface WebProxyDeps {
   registry: SessionRegistry;
   /** PEM used when config.https.cert/key are not set (--dev). */
   devTls?: { cert: string; key: string };
+  /** Health gate, replica groups, statistics (relay/observability.ts). */
+  obs?: Observability;
   /** Takes upgrades that are agent tunnels (wss://…/_tunnel); returns false for everything else. */
   tunnelUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => boolean;
 }
@@ -81,7 +84,8 @@ export class WebProxy {
     const { config, logger } = deps;
     const h = { ...WEB_DEFAULTS, ...definedOnly(config.https) };
     this.router = new HostRouter(deps.store, config, logger.child({ part: 'vhost' }));
-    this.proxy = new HttpProxy({ config, logger: logger.child({ part: 'vhost' }), router: this.router, registry: deps.registry, agent: this.agent, closing: () => this.closing });
+    this.proxy = new HttpProxy({ config, logger: logger.child({ part: 'vhost' }), router: this.router, registry: deps.registry, agent: this.agent, users: deps.store, closing: () => this.closing, obs: deps.obs });
+    deps.obs?.setRouteLookup((host) => this.router.lookup(host));
     const checkEvery = Math.max(250, Math.min(1_000, Math.floor(h.headerTimeout / 2)));
     const hardening = {
       maxHeaderSize: h.maxHeaderBytes,
@@ -96,7 +100,7 @@ export class WebProxy {
     const tlsOptions = { minVersion: 'TLSv1.2' as const, ciphers: TLS_CIPHERS, honorCipherOrder: true };
     const devSni =
       !config.https.cert && needsDevSni(config.domain)
-        ? devSniCallback({ dataDir: config.dataDir, domain: config.domain, known: (host) => this.router.lookup(host) !== undefined, contextOptions: tlsOptions, logger })
+        ? devSniCallback({ dataDir: config.dataDir, domain: config.domain, known: (host) => this.router.lookup(host) !== undefined || deps.obs?.replicas.lookupHost(host) !== undefined, contextOptions: tlsOptions, logger })
         : undefined;
     this.https = https.createServer({
       ...this.tlsMaterial(),

@@ -15,11 +15,16 @@ import { splice } from '../../shared/util/splice.js';
 import { StreamKind } from '../../proto/index.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import type { AgentSession } from '../sessions/agent-session.js';
-import { ipAllowed, type HostRouter, type Route } from './router.js';
+import type { HostRouter, Route } from './router.js';
 import { forwardRequestHeaders, forwardResponseHeaders, serializeRequestHead } from './headers.js';
 import { classifyRequest, classifyResponse, idleTimeoutMs, type TrafficClass } from './timeouts.js';
 import { proxyErrors, rawErrorResponse, sendError, type ProxyError } from './errors.js';
 import type { StreamAgent, UpstreamTarget } from './upstream-agent.js';
+import type { Observability } from '../observability.js';
+import type { RequestObs } from '../stats/usage.js';
+import { AccessGate } from '../access/gate.js';
+import { pipeCompressed } from '../access/compress.js';
+import type { UserDirectory } from '../access/auth.js';
 
 /** Largest response head accepted from an app. */
 const MAX_RESPONSE_HEADER_BYTES = 64 * 1024;
@@ -34,13 +39,21 @@ export interface ProxyDeps {
   agent: StreamAgent;
   /** True once the relay is draining. */
   closing(): boolean;
+  /** Health gate, replica groups, usage statistics and access logs (relay/observability.ts). */
+  obs?: Observability;
+  /** Endpoint users (the store) for access control; without it no login succeeds. */
+  users?: UserDirectory;
 }
 
 interface Target {
   route: Route;
   session: AgentSession;
   clientIp: string;
+  /** Set by access control: the authenticated user, or null (undefined = not decided yet). */
+  user?: string | null;
 }
+
+const NO_USERS: UserDirectory = { findUser: async () => undefined, findUserKeyByHash: async () => undefined };
 
 /** Counters for the bench, the API and tests. */
 export interface ProxyStats {
@@ -56,10 +69,13 @@ export class HttpProxy {
   readonly tunnels = new Set<Duplex>();
   private readonly timeouts: RelayConfig['https']['timeouts'];
   private readonly rewriteHost: boolean;
+  /** Access control (relay/access): IP rules, sign-in, rate limits, security headers, CORS, compression. */
+  readonly access: AccessGate;
 
   constructor(private readonly deps: ProxyDeps) {
     this.timeouts = deps.config.https.timeouts;
     this.rewriteHost = deps.config.https.hostHeader === 'rewrite';
+    this.access = new AccessGate({ users: deps.users ?? NO_USERS, logger: deps.logger.child({ part: 'access' }) });
   }
 
   // ---- routing (shared by requests and upgrades) ----
@@ -69,6 +85,9 @@ export class HttpProxy {
     if (this.deps.closing()) return done(proxyErrors.shuttingDown());
     const route = this.deps.router.lookup(req.headers.host);
     if (route) return done(this.check(req, route));
+    // Replica group host: the next eligible member's route, or 503 when none (relay/observability.ts).
+    const member = this.deps.obs?.groupRoute(req.headers.host);
+    if (member) return done('status' in member ? member : this.check(req, member));
     this.deps.router.resolve(req.headers.host).then(
       (r) => done(r ? this.check(req, r) : proxyErrors.unknownHost(req.headers.host ?? '', this.deps.config.domain)),
       (err: Error) => {
@@ -81,36 +100,56 @@ export class HttpProxy {
   private check(req: http.IncomingMessage, route: Route): Target | ProxyError {
     if (!route.proxyEnabled) return proxyErrors.proxyDisabled(route.serverId);
     const clientIp = normalizeAddress(req.socket.remoteAddress);
-    if (!ipAllowed(route, clientIp)) return proxyErrors.ipNotAllowed(route.serverId, clientIp);
+    // Access control: IP rules on the real peer address, never X-Forwarded-For (relay/access/gate.ts).
+    if (route.access !== null) {
+      const refused = this.access.checkIp(route.serverId, route.access, clientIp);
+      if (refused) return refused;
+    }
     const session = this.deps.registry.get(route.serverId);
     if (!session) return proxyErrors.agentOffline(route.serverId);
+    // Health: an unhealthy mapping answers 503 at once instead of hanging (relay/observability.ts).
+    const unhealthy = this.deps.obs?.healthGate(route);
+    if (unhealthy) return unhealthy;
     return { route, session, clientIp };
   }
 
   private headers(req: http.IncomingMessage, t: Target, upgrade: string | null): string[] {
-    return forwardRequestHeaders(req.rawHeaders, {
+    const headers = forwardRequestHeaders(req.rawHeaders, {
       clientIp: t.clientIp,
       host: req.headers.host ?? '',
       rewriteHost: this.rewriteHost ? `localhost:${t.route.internalPort}` : null,
       upgrade,
     });
+    // Access control: the relay's credentials (Authorization, session cookie) never reach the app.
+    if (t.route.access !== null) this.access.scrubRequestHeaders(headers, t.route.access, t.user ?? null);
+    return headers;
   }
 
   // ---- plain requests ----
 
   readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     this.stats.requests++;
+    const obs = this.deps.obs?.beginRequest(req, res);
     this.target(req, (t) => {
       if ('status' in t) {
         this.stats.errors++;
         sendError(req, res, t);
         return;
       }
-      this.forward(req, res, t);
+      // Access control: CORS preflight, sign-in, rate limits (relay/access/gate.ts); it answers refusals itself.
+      if (t.route.access !== null) {
+        this.access.request(req, res, t.route.access, t.clientIp, (a) => {
+          t.user = a.user;
+          this.forward(req, res, t);
+        });
+        return;
+      }
+      this.deps.obs?.routed(obs, t.route);
+      this.forward(req, res, t, obs);
     });
   };
 
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, t: Target): void {
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, t: Target, obs?: RequestObs): void {
     let cls: TrafficClass = classifyRequest(req.url ?? '/', req.headers);
     const headers = this.headers(req, t, null);
     const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
@@ -160,11 +199,19 @@ export class HttpProxy {
           cls = next;
           res.setTimeout(idleTimeoutMs(cls, this.timeouts));
         }
-        res.writeHead(ures.statusCode ?? 502, ures.statusMessage, forwardResponseHeaders(ures.rawHeaders));
+        const outHeaders = forwardResponseHeaders(ures.rawHeaders);
+        // Access control: security headers, CORS headers and the compression choice (relay/access/gate.ts).
+        const encoding = t.route.access !== null ? this.access.response(t.route.access, req, ures.statusCode ?? 502, outHeaders, cls === 'streaming') : null;
+        res.writeHead(ures.statusCode ?? 502, ures.statusMessage, outHeaders);
         // Event streams: send the head now, not with the first event.
         if (cls === 'streaming') res.flushHeaders();
+        if (encoding !== null) {
+          pipeCompressed(ures, res, encoding);
+          return;
+        }
         // pipe() without its per-request listener bookkeeping: forward, pause on backpressure, resume on drain.
         ures.on('data', (chunk: Buffer) => {
+          if (obs) obs.bytesOut += chunk.length;
           if (!res.write(chunk)) ures.pause();
         });
         res.on('drain', () => ures.resume());
@@ -191,6 +238,8 @@ export class HttpProxy {
       else up.end();
     };
     send(0);
+    // Statistics: request body bytes (a counter per chunk, attached in the same tick as the pipe).
+    if (obs && hasBody) req.on('data', (c: Buffer) => (obs.bytesIn += c.length));
   }
 
   private upstreamError(err: NodeJS.ErrnoException, t: Target): ProxyError {
@@ -224,8 +273,13 @@ export class HttpProxy {
       this.stats.errors++;
       if (!socket.destroyed) socket.end(rawErrorResponse(req.headers.accept, e));
     };
-    this.target(req, (t) => {
+    const go = (t: Target | ProxyError): void => {
       if ('status' in t) return fail(t);
+      // Access control: sign-in and rate limits apply to WebSocket upgrades too (relay/access/gate.ts).
+      if (t.route.access !== null && t.user === undefined) {
+        this.access.upgrade(req, t.route.access, t.clientIp, (err, a) => (err ? fail(err) : go({ ...t, user: a.user })));
+        return;
+      }
       const cls = classifyRequest(req.url ?? '/', req.headers);
       let opened;
       try {
@@ -256,7 +310,11 @@ export class HttpProxy {
           s.setNoDelay?.(true);
           if (idle > 0) s.setTimeout?.(idle, () => socket.destroy());
           else s.setTimeout?.(0);
-          splice(socket, stream);
+          // Statistics: the tunnel counts as a connection; its bytes are read from splice's counters.
+          const obs = this.deps.obs;
+          let live: ReturnType<Observability['tunnelOpened']> | undefined;
+          const counted = splice(socket, stream, obs ? () => live && obs.connectionClosed(live) : undefined);
+          live = obs?.tunnelOpened(t.route, t.clientIp, counted);
         },
         (err: Error) => {
           socket.off('close', onEarlyClose);
@@ -264,6 +322,7 @@ export class HttpProxy {
           fail(this.upstreamError(err, t));
         },
       );
-    });
+    };
+    this.target(req, go);
   };
 }

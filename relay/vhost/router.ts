@@ -6,11 +6,11 @@
  * token host missing from the table is looked up once in the store (with a
  * short negative cache) so a missed refresh heals itself.
  */
-import ipaddr from 'ipaddr.js';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { Logger } from '../../shared/logging.js';
 import type { MappingRecord, ServerRecord, Store } from '../store/store.js';
 import { httpsHosts } from '../mappings/urls.js';
+import { compileHttpAccess, type HttpAccess } from '../access/policy.js';
 
 /** What a host name leads to. */
 export interface Route {
@@ -20,8 +20,12 @@ export interface Route {
   /** Mapping name or null. */
   name: string | null;
   proxyEnabled: boolean;
-  /** Parsed server allowlist; empty = everyone. */
-  allowed: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]>;
+  /**
+   * Access control compiled from the server's allowedIps and access document
+   * and the mapping's access_control (relay/access/policy.ts); null when
+   * nothing is configured, so the proxy skips every access step.
+   */
+  access: HttpAccess | null;
 }
 
 const NEGATIVE_TTL_MS = 2_000;
@@ -36,37 +40,6 @@ export function normalizeHost(hostHeader: string | undefined): string {
   if (colon >= 0) h = h.slice(0, colon);
   if (h.endsWith('.')) h = h.slice(0, -1);
   return h;
-}
-
-function parseAllowlist(list: string[], log: Logger, serverId: string): Route['allowed'] {
-  const out: Route['allowed'] = [];
-  for (const entry of list) {
-    try {
-      if (entry.includes('/')) out.push(ipaddr.parseCIDR(entry));
-      else {
-        const a = ipaddr.process(entry);
-        out.push([a, a.kind() === 'ipv4' ? 32 : 128]);
-      }
-    } catch {
-      log.warn({ server: serverId, entry }, 'ignoring an unparseable allowedIps entry');
-    }
-  }
-  return out;
-}
-
-/** True when ip is allowed by the route's allowlist (empty = all). */
-export function ipAllowed(route: Route, ip: string): boolean {
-  if (route.allowed.length === 0) return true;
-  let addr: ipaddr.IPv4 | ipaddr.IPv6;
-  try {
-    addr = ipaddr.process(ip);
-  } catch {
-    return false;
-  }
-  for (const [net, bits] of route.allowed) {
-    if (net.kind() === addr.kind() && addr.match(net as never, bits)) return true;
-  }
-  return false;
 }
 
 export class HostRouter {
@@ -154,11 +127,11 @@ export class HostRouter {
 
   private apply(serverId: string, server: ServerRecord, mappings: MappingRecord[]): void {
     this.forget(serverId);
-    const allowed = parseAllowlist(server.allowedIps ?? [], this.logger, serverId);
     const names: string[] = [];
     for (const m of mappings) {
       if (!m.http) continue;
-      const route: Route = { serverId, mappingId: m.id, internalPort: m.internalPort, name: m.name, proxyEnabled: server.proxyEnabled, allowed };
+      const access = compileHttpAccess(server, m, (field, detail) => this.logger.warn({ server: serverId, mapping: m.id, field, entry: detail }, 'ignoring an unusable access-control entry'));
+      const route: Route = { serverId, mappingId: m.id, internalPort: m.internalPort, name: m.name, proxyEnabled: server.proxyEnabled, access };
       for (const host of httpsHosts(this.config, server, m)) {
         const h = host.toLowerCase();
         const other = this.hosts.get(h);

@@ -46,6 +46,7 @@ import {
   updateMappingBodySchema,
 } from '../schemas/proxy.js';
 import type { ApiDeps } from '../types.js';
+import type { Observability } from '../../observability.js';
 
 export interface ProxyRoutesOptions {
   deps: ApiDeps;
@@ -86,11 +87,11 @@ const FLAG_ON = new Set(['', 'true', '1', 'yes']);
 const flag = (v: string | undefined) => v !== undefined && FLAG_ON.has(v);
 
 /** Fields of agent-declared mappings that belong to agent.yaml. */
-const AGENT_OWNED_FIELDS = ['internal_port', 'external_port', 'protocol', 'name', 'http'] as const;
+const AGENT_OWNED_FIELDS = ['internal_port', 'external_port', 'protocol', 'name', 'http', 'group'] as const;
 
-/** Honest empty statistics: nothing is counted yet (statistics issue). */
+/** Statistics of a mapping nothing was counted for yet. */
 function emptyUsage() {
-  return { total_requests: 0, unique_visitors: 0, last_accessed: null, avg_response_time_ms: null, bytes_in: 0, bytes_out: 0, open_connections: 0 };
+  return { total_requests: 0, unique_visitors: 0, last_accessed: null, avg_response_time_ms: null, bytes_in: 0, bytes_out: 0, open_connections: 0, total_connections: 0 };
 }
 
 /** The relay's HTTPS proxy endpoint (`https://connect01.example.com`, port only when not 443). */
@@ -99,10 +100,12 @@ export function proxyBaseUrl(config: RelayConfig): string {
   return `https://${config.publicHostname}${port}`;
 }
 
-export function mappingView(config: RelayConfig, server: ServerRecord, m: MappingRecord, online: boolean, includeHealth = false) {
+export function mappingView(config: RelayConfig, server: ServerRecord, m: MappingRecord, online: boolean, includeHealth = false, obs?: Observability) {
   const raw = rawUrl(config, m);
   const https = httpsUrls(config, server, m);
   const hc = healthCheckView(m.healthCheck);
+  // Health as the agent last reported it (relay/health); unknown while offline or before the first check.
+  const health = obs?.healthView(m, online) ?? { status: 'unknown', lastCheck: null, consecutiveFailures: 0, detail: null };
   return {
     id: m.id,
     internal_port: m.internalPort,
@@ -112,14 +115,14 @@ export function mappingView(config: RelayConfig, server: ServerRecord, m: Mappin
     name: m.name,
     http: m.http,
     source: m.source,
+    group: m.group ?? null,
     url: https[0] ?? raw,
     urls: { raw, https },
     status: online ? 'active' : 'inactive',
-    // No health checks run yet (health issue): state is unknown, never guessed.
-    health_status: 'unknown',
-    health_check: hc && includeHealth ? { ...hc, last_check: null, consecutive_failures: 0 } : hc,
+    health_status: health.status,
+    health_check: hc && includeHealth ? { ...hc, last_check: health.lastCheck, consecutive_failures: health.consecutiveFailures, detail: health.detail } : hc,
     access_control: m.accessControl,
-    usage_statistics: emptyUsage(),
+    usage_statistics: obs?.usageView(server.id, m.id) ?? emptyUsage(),
     created_at: m.createdAt,
     updated_at: m.updatedAt,
   };
@@ -216,7 +219,7 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
     return m;
   }
 
-  const view = (server: ServerRecord, m: MappingRecord) => ({ [key]: server.id, ...mappingView(config, server, m, relay.serverStatus(server.id).online) });
+  const view = (server: ServerRecord, m: MappingRecord) => ({ [key]: server.id, ...mappingView(config, server, m, relay.serverStatus(server.id).online, false, relay.obs) });
 
   app.get<{ Params: IdParams; Querystring: ProxyQuery }>(
     '/:id/proxy',
@@ -235,7 +238,7 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
       const mappings = await store.listMappings(server.id);
       const online = relay.serverStatus(server.id).online;
       const q = request.query;
-      const portMappings = mappings.map((m) => mappingView(config, server, m, online, flag(q.include_health)));
+      const portMappings = mappings.map((m) => mappingView(config, server, m, online, flag(q.include_health), relay.obs));
       const mapped = new Set(mappings.filter((m) => m.protocol === 'tcp').map((m) => m.externalPort));
       const access = serverAccessView(server.access);
       const data: Record<string, unknown> = {
@@ -250,15 +253,17 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
         port_mappings: portMappings,
         access_control: access,
         network_configuration: {
-          load_balancer: { enabled: false, algorithm: 'round_robin', health_check_enabled: false },
+          load_balancer: relay.obs
+            ? relay.obs.loadBalancerView(server.id, (id) => relay.serverStatus(id).online)
+            : { enabled: false, algorithm: 'round_robin', health_check_enabled: false, groups: [] },
           ssl_termination: 'proxy',
           websocket_support: true,
           compression: access.compression,
         },
       };
       if (flag(q.include_ssl_info)) data.ssl_certificate = sslCertificateInfo(config);
-      // Access logs are the statistics issue's; until then the honest answer is none.
-      if (flag(q.include_access_logs)) data.access_logs = [];
+      // The last 100 HTTPS requests across the server's mappings, newest first (relay/stats/usage.ts).
+      if (flag(q.include_access_logs)) data.access_logs = relay.obs ? relay.obs.accessLogs(server.id, mappings.map((m) => m.id)) : [];
       const lastUpdated = [server.updatedAt, ...mappings.map((m) => m.updatedAt)].sort().at(-1);
       return ok(request, data, {
         last_updated: lastUpdated,
@@ -364,6 +369,7 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
             protocol: m.protocol,
             name: m.name,
             http: m.http,
+            group: m.group ?? null,
           };
           for (const f of AGENT_OWNED_FIELDS) {
             const given = f === 'name' && body[f] === '' ? null : body[f];
@@ -383,6 +389,7 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
           description: body.description ?? m.description,
           name: has('name') ? body.name : m.name,
           http: body.http ?? m.http,
+          group: has('group') ? body.group : m.group,
         };
         const healthCheck = has('health_check') ? checkHealthCheck(body.health_check) : m.healthCheck;
         const accessControl = has('access_control') ? checkAccessControl(body.access_control) : m.accessControl;

@@ -42,6 +42,7 @@ export interface CreateMappingBody {
   health_check?: HealthCheckBody | null;
   access_control?: Record<string, unknown> | null;
   custom_domain?: string;
+  group?: string | null;
 }
 
 export type UpdateMappingBody = Partial<CreateMappingBody>;
@@ -57,7 +58,7 @@ export const proxyQuerySchema = {
   type: 'object',
   properties: {
     include_health: { ...flagSchema, description: 'Add the health-check runtime state (`last_check`, `consecutive_failures`) to each mapping' },
-    include_access_logs: { ...flagSchema, description: 'Add `access_logs` (recent requests; empty until access logging exists)' },
+    include_access_logs: { ...flagSchema, description: "Add `access_logs`: the server's most recent 100 HTTPS requests, newest first (secret query values redacted)" },
     include_ssl_info: { ...flagSchema, description: "Add `ssl_certificate`, read from the relay's HTTPS certificate" },
   },
   additionalProperties: false,
@@ -119,7 +120,7 @@ const userListSchema = { type: 'array', maxItems: 1000, items: { type: 'string',
 /** A mapping's access control, as the seed API names it. */
 export const mappingAccessSchema = {
   type: 'object',
-  description: 'Per-mapping access control (stored and returned; enforcement is the access-control issue)',
+  description: 'Per-mapping access control, enforced by the relay (docs/access-control.md)',
   properties: {
     authentication_required: { type: 'boolean' },
     public_access: { type: 'boolean' },
@@ -127,7 +128,7 @@ export const mappingAccessSchema = {
     ip_whitelist: ipListSchema,
     blocked_ips: ipListSchema,
     rate_limit: rateLimitSchema,
-    session_timeout_minutes: { type: 'integer', minimum: 1, maximum: 525_600 },
+    session_timeout_minutes: { type: 'number', minimum: 0.05, maximum: 525_600, description: 'Browser session lifetime in minutes (fractions allowed: 0.5 = 30 s); default 480' },
     max_concurrent_sessions: { type: 'integer', minimum: 1, maximum: 100_000 },
     cors: corsSchema,
   },
@@ -163,6 +164,12 @@ const mappingBodyProperties = {
   health_check: { anyOf: [healthCheckBodySchema, { type: 'null' }], description: 'null removes it' },
   access_control: { anyOf: [mappingAccessSchema, { type: 'null' }], description: 'null removes it' },
   custom_domain: { type: 'string', description: 'Not supported: always answered with VALIDATION_FAILED' },
+  group: {
+    type: ['string', 'null'],
+    maxLength: 40,
+    description:
+      'Replica group (tcp only): mappings of one owner with the same group, on any servers, share https://{owner}-{group}.{domain} and balance new requests and TCP connections round-robin over the online, healthy members (docs/replicas.md); null or "" clears it',
+  },
 } as const;
 
 export const createMappingBodySchema = {
@@ -194,7 +201,7 @@ export const serverAccessBodySchema = {
   type: 'object',
   properties: {
     default_authentication: { type: 'boolean' },
-    session_timeout_minutes: { type: 'integer', minimum: 1, maximum: 525_600 },
+    session_timeout_minutes: { type: 'number', minimum: 0.05, maximum: 525_600, description: 'Browser session lifetime in minutes (fractions allowed: 0.5 = 30 s); default 480' },
     max_concurrent_sessions: { type: 'integer', minimum: 1, maximum: 100_000 },
     ip_whitelist: ipListSchema,
     blocked_ips: ipListSchema,
@@ -232,8 +239,10 @@ const nullableOpenObject = { type: ['object', 'null'], additionalProperties: tru
 
 const usageSchema = {
   type: 'object',
-  description: 'Zeros and nulls until the statistics issue counts traffic',
+  description:
+    'Counted by the relay, flushed to the store every 10 s and kept across restarts. unique_visitors is a HyperLogLog estimate (about 3 % error; near exact under ~2,500); a raw TCP connection or WebSocket counts as one request',
   properties: {
+    total_connections: { type: 'integer' },
     total_requests: { type: 'integer' },
     unique_visitors: { type: 'integer' },
     last_accessed: { type: ['string', 'null'] },
@@ -256,6 +265,7 @@ export const mappingViewSchema = {
     name: { type: ['string', 'null'] },
     http: { type: 'boolean' },
     source: { type: 'string', enum: ['api', 'agent'], description: 'agent = declared in agent.yaml: only description, health_check and access_control can be changed here' },
+    group: { type: ['string', 'null'], description: 'Replica group (docs/replicas.md)' },
     url: { type: 'string', description: 'First HTTPS URL for http mappings, else the raw tcp://host:port (udp://…)' },
     urls: {
       type: 'object',
@@ -301,6 +311,7 @@ const accessLogSchema = {
     status_code: { type: 'integer' },
     response_time_ms: { type: 'number' },
     user_agent: { type: ['string', 'null'] },
+    mapping_id: { type: 'string' },
   },
 } as const;
 
