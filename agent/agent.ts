@@ -18,6 +18,7 @@ import { handlerFor } from './proxies/registry.js';
 import { sendOpenError } from './proxies/open-result.js';
 import type { Tunnel } from './connect.js';
 import { connectTunnel } from './connect.js';
+import { HealthChecker } from './health/checker.js';
 
 /** Errors after which retrying cannot help: the agent exits 2. */
 const FATAL: ReadonlySet<ErrorCode> = new Set(['UNAUTHORIZED', 'TOKEN_REVOKED', 'VERSION_UNSUPPORTED', 'CONFIG_INVALID', 'SESSION_REPLACED']);
@@ -31,6 +32,8 @@ export interface AgentExit {
 
 export class Agent extends EventEmitter {
   readonly table = new ForwardTable();
+  /** Health checks of mappings with an enabled health_check (agent/health/checker.ts). */
+  readonly health = new HealthChecker();
   private tunnel: Tunnel | null = null;
   private stopped = false;
   private wake: (() => void) | null = null;
@@ -95,6 +98,7 @@ export class Agent extends EventEmitter {
   stop(): void {
     this.stopped = true;
     this.wake?.();
+    this.health.stop();
     const t = this.tunnel;
     if (t) {
       t.control.send({ shutdown: { reason: 'agent stopping', graceMs: 0 } });
@@ -118,6 +122,8 @@ export class Agent extends EventEmitter {
     this.apply(w.mappings, w.ports, Boolean(w.udp));
     this.printWelcome(w);
     this.emit('online', w);
+    // Health results go over this tunnel's control channel (a full report now, then on change / every few seconds).
+    this.health.setSender((states) => tunnel.control.send({ healthReport: { states } }));
     tunnel.control.setHandlers({
       mappingsUpdate: (env) => {
         if (!('mappingsUpdate' in env)) return;
@@ -138,6 +144,7 @@ export class Agent extends EventEmitter {
     });
     return new Promise<void>((resolve) => {
       tunnel.mux.once('close', () => {
+        this.health.setSender(null);
         this.tunnel = null;
         this.emit('offline');
         resolve();
@@ -147,6 +154,7 @@ export class Agent extends EventEmitter {
 
   private apply(mappings: Welcome['mappings'], ports: number[], udp: boolean): void {
     this.table.replace(mappings, ports, udp);
+    if (!this.stopped) this.health.update(mappings, this.config.localHost);
   }
 
   private printWelcome(w: Welcome): void {

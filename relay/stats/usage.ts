@@ -1,0 +1,342 @@
+/**
+ * Usage statistics and access logs per mapping (identity mappings included),
+ * counted in memory on the hot paths (plain counters, a HyperLogLog register
+ * update, a ring-buffer slot), flushed to the store every `flushMs` and on
+ * stop, loaded at start — so they survive relay restarts. Byte counts of
+ * long-lived TCP/WebSocket tunnels are read from their splice counters at
+ * each flush and scrape, not per chunk.
+ *
+ * Every proxied HTTPS request also writes one pino line (`msg: "access"`)
+ * with the same fields as the API's access log: no headers, secret query
+ * values redacted, the token host never named (the mapping id is).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../../shared/logging.js';
+import type { SpliceStats } from '../../shared/util/splice.js';
+import type { AccessLogEntry, MappingStatsRecord, Store } from '../store/store.js';
+import { metrics, forgetMapping, requestUser } from '../metrics.js';
+import { HyperLogLog } from './hll.js';
+import { redactPath, truncateUserAgent } from './redact.js';
+
+/** Access-log entries kept per mapping (API `include_access_logs` and the store). */
+export const ACCESS_LOG_SIZE = 100;
+export const FLUSH_INTERVAL_MS = 10_000;
+
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+type Labeled<T> = T extends { labels(...a: never[]): infer C } ? C : never;
+
+/** The statistics of one mapping. */
+export class MappingUsage {
+  totalRequests = 0;
+  totalConnections = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  responseTimeMsSum = 0;
+  responseCount = 0;
+  lastAccessed = 0;
+  openConnections = 0;
+  visitors = new HyperLogLog();
+  /** Ring buffer of the last ACCESS_LOG_SIZE entries; `next` is where the next one goes. */
+  private log: AccessLogEntry[] = [];
+  private next = 0;
+  dirty = false;
+  // prom-client children, resolved once per mapping (label hashing off the hot path).
+  private children: {
+    classes: Labeled<typeof metrics.requests>[];
+    duration: Labeled<typeof metrics.requestDuration>;
+    bytesIn: Labeled<typeof metrics.bytes>;
+    bytesOut: Labeled<typeof metrics.bytes>;
+    open: Labeled<typeof metrics.connectionsOpen>;
+  } | null = null;
+
+  constructor(
+    readonly serverId: string,
+    readonly mappingId: string,
+  ) {}
+
+  get m() {
+    if (!this.children) {
+      const l = { server: this.serverId, mapping: this.mappingId };
+      this.children = {
+        classes: STATUS_CLASSES.map((c) => metrics.requests.labels({ ...l, status_class: c })),
+        duration: metrics.requestDuration.labels(l),
+        bytesIn: metrics.bytes.labels({ ...l, direction: 'in' }),
+        bytesOut: metrics.bytes.labels({ ...l, direction: 'out' }),
+        open: metrics.connectionsOpen.labels(l),
+      };
+    }
+    return this.children;
+  }
+
+  addBytes(inBytes: number, outBytes: number): void {
+    if (inBytes > 0) {
+      this.bytesIn += inBytes;
+      this.m.bytesIn.inc(inBytes);
+    }
+    if (outBytes > 0) {
+      this.bytesOut += outBytes;
+      this.m.bytesOut.inc(outBytes);
+    }
+    if (inBytes > 0 || outBytes > 0) this.dirty = true;
+  }
+
+  pushLog(e: AccessLogEntry): void {
+    if (this.log.length < ACCESS_LOG_SIZE) this.log.push(e);
+    else this.log[this.next] = e;
+    this.next = (this.next + 1) % ACCESS_LOG_SIZE;
+  }
+
+  /** Access-log entries, newest first. */
+  recentLogs(limit = ACCESS_LOG_SIZE): AccessLogEntry[] {
+    const n = this.log.length;
+    const out: AccessLogEntry[] = [];
+    for (let i = 1; i <= Math.min(limit, n); i++) out.push(this.log[(this.next - i + n * 2) % n]!);
+    return out;
+  }
+
+  toRecord(now: string): MappingStatsRecord {
+    return {
+      serverId: this.serverId,
+      mappingId: this.mappingId,
+      totalRequests: this.totalRequests,
+      totalConnections: this.totalConnections,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      responseTimeMsSum: this.responseTimeMsSum,
+      responseCount: this.responseCount,
+      visitorsSketch: this.visitors.toJSON(),
+      lastAccessed: this.lastAccessed ? new Date(this.lastAccessed).toISOString() : null,
+      accessLog: this.recentLogs().reverse(),
+      updatedAt: now,
+    };
+  }
+
+  static fromRecord(r: MappingStatsRecord): MappingUsage {
+    const u = new MappingUsage(r.serverId, r.mappingId);
+    u.totalRequests = r.totalRequests;
+    u.totalConnections = r.totalConnections;
+    u.bytesIn = r.bytesIn;
+    u.bytesOut = r.bytesOut;
+    u.responseTimeMsSum = r.responseTimeMsSum;
+    u.responseCount = r.responseCount;
+    u.lastAccessed = r.lastAccessed ? Date.parse(r.lastAccessed) || 0 : 0;
+    u.visitors = HyperLogLog.from(r.visitorsSketch);
+    for (const e of r.accessLog.slice(-ACCESS_LOG_SIZE)) u.pushLog(e);
+    return u;
+  }
+
+  /** The API's `usage_statistics`. */
+  view() {
+    return {
+      total_requests: this.totalRequests,
+      unique_visitors: this.visitors.count(),
+      last_accessed: this.lastAccessed ? new Date(this.lastAccessed).toISOString() : null,
+      avg_response_time_ms: this.responseCount > 0 ? Math.round((this.responseTimeMsSum / this.responseCount) * 10) / 10 : null,
+      bytes_in: this.bytesIn,
+      bytes_out: this.bytesOut,
+      open_connections: this.openConnections,
+      total_connections: this.totalConnections,
+    };
+  }
+}
+
+/** One proxied HTTPS request in flight (created when it arrives, finished when its response closes). */
+export interface RequestObs {
+  start: number;
+  /** Set once the request is routed; stays null for unknown hosts. */
+  usage: MappingUsage | null;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** A live TCP connection or WebSocket tunnel whose splice counters are read at flush/scrape time. */
+interface LiveConn {
+  usage: MappingUsage;
+  stats: SpliceStats;
+  seenIn: number;
+  seenOut: number;
+}
+
+export interface UsageDeps {
+  store: Store;
+  logger: Logger;
+  flushMs?: number;
+}
+
+export class UsageStats {
+  private readonly byKey = new Map<string, MappingUsage>();
+  private readonly live = new Set<LiveConn>();
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> | null = null;
+  private readonly accessLog: Logger;
+
+  constructor(private readonly deps: UsageDeps) {
+    this.accessLog = deps.logger.child({ component: 'access' });
+  }
+
+  /** Loads the stored statistics and starts the periodic flush. */
+  async start(): Promise<void> {
+    for (const r of await this.deps.store.listMappingStats()) this.byKey.set(key(r.serverId, r.mappingId), MappingUsage.fromRecord(r));
+    this.timer = setInterval(() => void this.flush(), this.deps.flushMs ?? FLUSH_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and writes what is left (call before the store closes). */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.flush();
+  }
+
+  /** The statistics of a mapping (created empty on first use). */
+  usage(serverId: string, mappingId: string): MappingUsage {
+    const k = key(serverId, mappingId);
+    let u = this.byKey.get(k);
+    if (!u) this.byKey.set(k, (u = new MappingUsage(serverId, mappingId)));
+    return u;
+  }
+
+  /** The statistics of a mapping if anything was ever counted. */
+  peek(serverId: string, mappingId: string): MappingUsage | undefined {
+    return this.byKey.get(key(serverId, mappingId));
+  }
+
+  /** Drops the statistics of mappings a server no longer has (or of a deleted server: keep = []). */
+  retain(serverId: string, keep: Iterable<string>): void {
+    const ids = new Set(keep);
+    for (const [k, u] of this.byKey) {
+      if (u.serverId === serverId && !ids.has(u.mappingId)) {
+        this.byKey.delete(k);
+        forgetMapping(serverId, u.mappingId);
+      }
+    }
+  }
+
+  // ---- HTTPS requests ----
+
+  /** Call when a request arrives; the access log entry is written when its response closes. */
+  beginRequest(req: IncomingMessage, res: ServerResponse): RequestObs {
+    const obs: RequestObs = { start: performance.now(), usage: null, bytesIn: 0, bytesOut: 0 };
+    res.once('close', () => this.endRequest(req, res, obs));
+    return obs;
+  }
+
+  private endRequest(req: IncomingMessage, res: ServerResponse, obs: RequestObs): void {
+    const ms = Math.round((performance.now() - obs.start) * 10) / 10;
+    // A response the client did not wait for is logged as 499 (nginx's "client closed request").
+    const status = res.writableFinished || res.headersSent ? res.statusCode : 499;
+    const clientIp = normalizeIp(req.socket.remoteAddress);
+    const user = requestUser(req);
+    const path = redactPath(req.url);
+    const entry: AccessLogEntry = {
+      timestamp: new Date().toISOString(),
+      client_ip: clientIp,
+      user,
+      method: req.method ?? 'GET',
+      path,
+      status_code: status,
+      response_time_ms: ms,
+      user_agent: truncateUserAgent(req.headers['user-agent']),
+    };
+    const u = obs.usage;
+    if (u) {
+      u.totalRequests++;
+      u.responseTimeMsSum += ms;
+      u.responseCount++;
+      u.lastAccessed = Date.now();
+      u.visitors.add(user ? `u:${user}` : clientIp);
+      u.pushLog(entry);
+      u.dirty = true;
+      const cls = Math.min(5, Math.max(1, Math.floor(status / 100))) - 1;
+      u.m.classes[cls]!.inc();
+      u.m.duration.observe(ms / 1000);
+      u.addBytes(obs.bytesIn, obs.bytesOut);
+    } else {
+      metrics.requests.inc({ server: '', mapping: '', status_class: `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx` });
+    }
+    this.accessLog.info(
+      { server: u?.serverId, mapping: u?.mappingId, ...entry, bytes_in: obs.bytesIn, bytes_out: obs.bytesOut },
+      'access',
+    );
+  }
+
+  // ---- raw TCP connections and WebSocket tunnels ----
+
+  /**
+   * Counts a new connection (one request too) and follows its byte counters
+   * (aToB = client -> app, bToA = app -> client) until connectionClosed.
+   */
+  connectionOpened(u: MappingUsage, clientIp: string, stats: SpliceStats, kind: 'tcp' | 'websocket'): LiveConn {
+    u.totalConnections++;
+    u.totalRequests++;
+    u.openConnections++;
+    u.lastAccessed = Date.now();
+    u.visitors.add(clientIp);
+    u.dirty = true;
+    u.m.open.inc();
+    metrics.connections.inc({ server: u.serverId, mapping: u.mappingId, kind });
+    const c: LiveConn = { usage: u, stats, seenIn: 0, seenOut: 0 };
+    this.live.add(c);
+    return c;
+  }
+
+  connectionClosed(c: LiveConn): void {
+    if (!this.live.delete(c)) return;
+    syncConn(c);
+    c.usage.openConnections--;
+    c.usage.m.open.dec();
+  }
+
+  /** Folds the byte counters of live connections into their mappings (flush and scrape call it). */
+  syncLive(): void {
+    for (const c of this.live) syncConn(c);
+  }
+
+  // ---- persistence ----
+
+  /** Writes every mapping that changed since the last flush. */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    this.syncLive();
+    const now = new Date().toISOString();
+    const rows: MappingStatsRecord[] = [];
+    for (const u of this.byKey.values()) {
+      if (!u.dirty) continue;
+      u.dirty = false;
+      rows.push(u.toRecord(now));
+    }
+    if (rows.length === 0) return Promise.resolve();
+    this.flushing = this.deps.store.saveMappingStats(rows).then(
+      () => {
+        this.flushing = null;
+      },
+      (err: Error) => {
+        this.flushing = null;
+        for (const r of rows) {
+          const u = this.byKey.get(key(r.serverId, r.mappingId));
+          if (u) u.dirty = true;
+        }
+        this.deps.logger.warn({ err: err.message, rows: rows.length }, 'could not save usage statistics; will retry');
+      },
+    );
+    return this.flushing;
+  }
+}
+
+function syncConn(c: LiveConn): void {
+  const dIn = c.stats.aToB - c.seenIn;
+  const dOut = c.stats.bToA - c.seenOut;
+  c.seenIn = c.stats.aToB;
+  c.seenOut = c.stats.bToA;
+  c.usage.addBytes(dIn, dOut);
+}
+
+function key(serverId: string, mappingId: string): string {
+  return `${serverId}\u0000${mappingId}`;
+}
+
+function normalizeIp(a: string | undefined): string {
+  if (!a) return '';
+  return a.startsWith('::ffff:') ? a.slice(7) : a;
+}
