@@ -9,8 +9,8 @@ import { splice } from '../../shared/util/splice.js';
 import { StreamKind } from '../../proto/index.js';
 import type { ResolvedMapping } from '../mappings/resolve.js';
 import type { PortPublisher, PublishProblem, PublisherDeps } from './types.js';
-import type { TcpTarget } from '../observability.js';
 import { rawIpAllowed } from '../access/raw.js';
+import type { TcpTarget } from '../observability.js';
 
 /** How long the agent has to answer a stream header with its open-result. */
 const OPEN_TIMEOUT_MS = 15_000;

@@ -20,11 +20,11 @@ import { forwardRequestHeaders, forwardResponseHeaders, serializeRequestHead } f
 import { classifyRequest, classifyResponse, idleTimeoutMs, type TrafficClass } from './timeouts.js';
 import { proxyErrors, rawErrorResponse, sendError, type ProxyError } from './errors.js';
 import type { StreamAgent, UpstreamTarget } from './upstream-agent.js';
-import type { Observability } from '../observability.js';
-import type { RequestObs } from '../stats/usage.js';
 import { AccessGate } from '../access/gate.js';
 import { pipeCompressed } from '../access/compress.js';
 import type { UserDirectory } from '../access/auth.js';
+import type { Observability } from '../observability.js';
+import type { RequestObs } from '../stats/usage.js';
 
 /** Largest response head accepted from an app. */
 const MAX_RESPONSE_HEADER_BYTES = 64 * 1024;
@@ -39,10 +39,10 @@ export interface ProxyDeps {
   agent: StreamAgent;
   /** True once the relay is draining. */
   closing(): boolean;
-  /** Health gate, replica groups, usage statistics and access logs (relay/observability.ts). */
-  obs?: Observability;
   /** Endpoint users (the store) for access control; without it no login succeeds. */
   users?: UserDirectory;
+  /** Health gate, replica groups, usage statistics and access logs (relay/observability.ts). */
+  obs?: Observability;
 }
 
 interface Target {
@@ -136,15 +136,15 @@ export class HttpProxy {
         sendError(req, res, t);
         return;
       }
+      this.deps.obs?.routed(obs, t.route);
       // Access control: CORS preflight, sign-in, rate limits (relay/access/gate.ts); it answers refusals itself.
       if (t.route.access !== null) {
         this.access.request(req, res, t.route.access, t.clientIp, (a) => {
           t.user = a.user;
-          this.forward(req, res, t);
+          this.forward(req, res, t, obs);
         });
         return;
       }
-      this.deps.obs?.routed(obs, t.route);
       this.forward(req, res, t, obs);
     });
   };
@@ -206,7 +206,7 @@ export class HttpProxy {
         // Event streams: send the head now, not with the first event.
         if (cls === 'streaming') res.flushHeaders();
         if (encoding !== null) {
-          pipeCompressed(ures, res, encoding);
+          pipeCompressed(ures, res, encoding, obs ? (n) => (obs.bytesOut += n) : undefined);
           return;
         }
         // pipe() without its per-request listener bookkeeping: forward, pause on backpressure, resume on drain.

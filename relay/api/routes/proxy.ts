@@ -280,7 +280,7 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
       schema: {
         tags,
         operationId: op('updateProxySettings'),
-        summary: "Turn the server's HTTPS proxy on or off and set its IP allowlist (stored; enforced by the access-control issue)",
+        summary: "Turn the server's HTTPS proxy on or off and set its IP allowlist (HTTPS endpoints; docs/access-control.md)",
         params: serverIdParamsSchema,
         body: proxySettingsBodySchema,
         response: { 200: proxySettingsResponse(key), ...errorResponses },
@@ -449,7 +449,7 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
       schema: {
         tags,
         operationId: op('updateProxyAccess'),
-        summary: 'Replace the server-wide access-control document (stored and returned; enforced by the access-control issue)',
+        summary: 'Replace the server-wide access-control document; applied at once (docs/access-control.md)',
         params: serverIdParamsSchema,
         body: serverAccessBodySchema,
         response: { 200: accessResponse(key), ...errorResponses },

@@ -85,7 +85,7 @@ export const proxySettingsBodySchema = {
   minProperties: 1,
   properties: {
     enabled: { type: 'boolean', description: "Turn the server's HTTPS proxy on or off (raw ports are unaffected)" },
-    allowedIps: { ...ipListSchema, description: 'Server-wide IP allowlist for the proxy (empty = everyone); enforced by the access-control issue' },
+    allowedIps: { ...ipListSchema, description: 'Server-wide IP allowlist of the HTTPS endpoints (empty = everyone); raw ports use access ip_whitelist' },
   },
   additionalProperties: false,
 } as const;
