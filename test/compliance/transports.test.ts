@@ -2,7 +2,8 @@
 // real relay and agent processes and the same byte-for-byte checks.
 import t from 'tap';
 import net from 'node:net';
-import { rmSync } from 'node:fs';
+import tls from 'node:tls';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer, eventually, startAgent, startRelay, TARGET_HOST } from '../helpers/cluster.js';
 import { exchange, refused, startEcho } from '../helpers/targets.js';
 
@@ -23,6 +24,25 @@ for (const transport of ['tls', 'websocket'] as const) {
     const echo = await startEcho(TARGET_HOST, server.ports[0]!);
     t.teardown(() => echo.close());
     const port = server.ports[0]!;
+
+    if (transport === 'tls') {
+      await t.test('TLS 1.3 with AES-128-GCM preferred by the relay; TLS 1.1 refused', async (t) => {
+        const [host, p] = relay.tunnelAddr.split(':') as [string, string];
+        const cipher = await new Promise<string>((resolve, reject) => {
+          const s = tls.connect({ host, port: Number(p), ca: readFileSync(relay.caPath), servername: 'localhost' }, () => {
+            resolve(`${s.getProtocol()} ${s.getCipher().name}`);
+            s.destroy();
+          });
+          s.on('error', reject);
+        });
+        t.equal(cipher, 'TLSv1.3 TLS_AES_128_GCM_SHA256');
+        const old = await new Promise<string>((resolve) => {
+          const s = tls.connect({ host, port: Number(p), ca: readFileSync(relay.caPath), servername: 'localhost', maxVersion: 'TLSv1.1', minVersion: 'TLSv1' }, () => resolve('connected'));
+          s.on('error', () => resolve('refused'));
+        });
+        t.equal(old, 'refused');
+      });
+    }
 
     await t.test('64 MiB each way, sha256 equal', async (t) => {
       const r = await exchange('127.0.0.1', port, 64 * MiB);
