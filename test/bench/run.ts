@@ -25,6 +25,9 @@ import { pacedLatency } from './load/latency.js';
 import { connRate } from './load/connrate.js';
 import { nginxVersion, nginxWrkMissing, runWrkClose, startNginxOrigin } from './load/nginx-wrk.js';
 import { judgeTargets, renderTable, type Column, type Row } from './table.js';
+import { benchHttpsProxy } from './https-proxy.js';
+import { runUdpBench, udpTable } from './udp.js';
+import { idleAgentsTable, runIdleAgents } from './idle-agents.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/test/bench
 const repoRoot = path.resolve(here, '../../..');
@@ -461,6 +464,35 @@ async function main(): Promise<void> {
   }
   process.stdout.write(lines.join('\n') + '\n');
 
+  // 7. The other issue-7 figures, each side by side with its own reference:
+  //    HTTPS proxy vs nginx, UDP vs direct, relay memory per idle agent.
+  const extras: Record<string, unknown> = {};
+  if (!opt.only || opt.only.includes('portico')) {
+    const section = async (name: string, fn: () => Promise<{ text: string; data: unknown }>) => {
+      try {
+        const r = await fn();
+        extras[name] = r.data;
+        process.stdout.write(`\n${r.text}\n`);
+      } catch (e) {
+        extras[name] = { error: (e as Error).message };
+        process.stdout.write(`\n${name}: skipped (${(e as Error).message.slice(0, 300)})\n`);
+      }
+    };
+    await section('https', async () => {
+      const r = await benchHttpsProxy({ seconds: opt.quick ? 3 : 10, log });
+      return { text: `HTTPS web proxy (${r.tool}, ${r.connections} keep-alive connections, 4 KiB responses)\n${r.table}`, data: r };
+    });
+    await section('udp', async () => {
+      const r = await runUdpBench({ quick: opt.quick, log });
+      return { text: r.skipped ? `UDP: skipped (${r.skipped})` : udpTable(r), data: r };
+    });
+    await section('memory', async () => {
+      const r = await runIdleAgents(opt.quick ? 200 : 1000);
+      return { text: idleAgentsTable(r), data: r };
+    });
+    await cleanupAll();
+  }
+
   const report = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
@@ -474,6 +506,7 @@ async function main(): Promise<void> {
     rows: rows.map((r) => ({ key: r.key, label: r.label, unit: r.unit, values: r.values, errors: r.errors, target: r.target ?? null })),
     raw,
     table,
+    extras,
   };
   mkdirSync(path.dirname(opt.out), { recursive: true });
   writeFileSync(opt.out, JSON.stringify(report, null, 2) + '\n');
