@@ -197,7 +197,10 @@ export class Relay implements RelayHooks {
     this.accepting = false;
     const { logger } = this;
     this.web?.close();
-    await Promise.all([this.tunnel?.close(), ...this.publishers.map((p) => p.close())]);
+    // The tunnel listener stops accepting at once; its close() resolves only when the agents' connections
+    // end, which happens below (awaiting it here hung stop() until the process was killed, losing the final stats flush).
+    const tunnelClosed = this.tunnel?.close();
+    await Promise.all(this.publishers.map((p) => p.close()));
     for (const s of this.registry.all()) {
       s.control.send({ shutdown: { reason: 'relay shutting down', graceMs } });
       s.mux.goAway();
@@ -208,6 +211,7 @@ export class Relay implements RelayHooks {
     this.web?.destroy();
     for (const s of this.registry.all()) s.mux.destroy(new PorticoError('SHUTTING_DOWN', 'relay stopped'));
     this.wsTunnel?.close();
+    await tunnelClosed;
     await this.api?.close();
     await this.obs.stop();
     await this.store.close();
