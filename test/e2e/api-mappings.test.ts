@@ -258,7 +258,7 @@ t.test('POST /proxy/ports: http mapping with a name gets HTTPS URLs; health and 
     name: 'web',
     http: true,
     health_check: { enabled: true, path: '/lab', interval_seconds: 30 },
-    access_control: { authentication_required: true, allowed_users: ['ml_engineer'], ip_whitelist: ['203.0.113.7/24', '2001:DB8::/32'], rate_limit: { requests_per_minute: 100, burst_size: 20 } },
+    access_control: { authentication_required: true, allowed_users: ['ml_engineer'], ip_whitelist: ['203.0.113.7/24', '2001:DB8::/32', '127.0.0.1'], rate_limit: { requests_per_minute: 100, burst_size: 20 } },
   });
   t.equal(res.status, 201);
   const d = res.body.data;
@@ -269,10 +269,10 @@ t.test('POST /proxy/ports: http mapping with a name gets HTTPS URLs; health and 
   t.same(d.urls.https, [d.url, `https://alice-web.localhost:${relay.ports.https}`]);
   t.equal(d.urls.raw, `tcp://connect01.localhost:${alice.ports[5]}`);
   t.same(d.health_check, { enabled: true, path: '/lab', interval_seconds: 30, timeout_seconds: 10, expected_status: 200, retries: 3 }, 'defaults filled');
-  t.same(d.access_control.ip_whitelist, ['203.0.113.7/24', '2001:db8::/32'], 'CIDRs canonicalised');
+  t.same(d.access_control.ip_whitelist, ['203.0.113.7/24', '2001:db8::/32', '127.0.0.1'], 'CIDRs canonicalised');
   t.same(d.access_control.rate_limit, { requests_per_minute: 100, burst_size: 20 });
   t.equal(d.health_status, 'unknown');
-  t.equal(await eventually(() => readBanner(alice.ports[5]!, 1_000), 2_000), 'hello from web\n', 'raw port forwards too');
+  t.equal(await eventually(() => readBanner(alice.ports[5]!, 1_000), 2_000), 'hello from web\n', 'raw port forwards too (127.0.0.1 is in its ip_whitelist, which raw ports enforce)');
 
   const withHealth = await api('GET', `${P(alice.id)}?include_health=true`);
   const web = withHealth.body.data.port_mappings.find((m: any) => m.id === d.id);
