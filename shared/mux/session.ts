@@ -31,6 +31,12 @@ export interface SessionOptions {
   keepaliveTimeout?: number;
   /** Concurrently open streams; an inbound SYN beyond it is reset. Default 4096. */
   maxStreams?: number;
+  /**
+   * Bytes of data frames the socket may hold before streams wait for 'drain'
+   * (default 512 KiB). A TLS socket's own high-water mark is 16 KiB, less than
+   * one data frame: honouring it would send one frame per drain cycle.
+   */
+  sendBudget?: number;
   /** Called for each inbound stream (also emitted as 'stream'). */
   onStream?: (s: MuxStream) => void;
   /** First id this side opens (testing id exhaustion); must have this side's parity. */
@@ -48,6 +54,8 @@ interface PendingPing {
 const SLAB_SIZE = 64 * 1024;
 /** How long a failing session waits for its GoAway to flush before destroying the socket. */
 const GOAWAY_GRACE_MS = 1000;
+/** Default sendBudget. */
+const DEFAULT_SEND_BUDGET = 512 * 1024;
 
 function noop(): void {}
 
@@ -83,8 +91,9 @@ export class Session extends EventEmitter {
   private slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
   private slabOff = 0;
   private corked = false;
-  /** @internal The socket's write() returned false; data waits for 'drain'. */
+  /** @internal The socket holds sendBudget bytes or more; data waits for 'drain'. */
   _writeBlocked = false;
+  private readonly sendBudget: number;
   private drainWaiters: MuxStream[] = [];
 
   private nextPingId = 1;
@@ -168,6 +177,7 @@ export class Session extends EventEmitter {
     this.keepaliveInterval = opts.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL;
     this.keepaliveTimeout = opts.keepaliveTimeout ?? DEFAULT_KEEPALIVE_TIMEOUT;
     this.maxStreams = opts.maxStreams ?? DEFAULT_MAX_STREAMS;
+    this.sendBudget = opts.sendBudget ?? DEFAULT_SEND_BUDGET;
     this.onStream = opts.onStream;
     const first = opts.firstStreamId ?? (opts.isClient ? 1 : 2);
     if (first < 1 || (first & 1) !== (opts.isClient ? 1 : 0)) {
@@ -365,7 +375,9 @@ export class Session extends EventEmitter {
       socket.write(hdr);
       ok = socket.write(payload);
     }
-    if (!ok) this._writeBlocked = true;
+    // write() returning false only means "above 16 KiB"; block data at our own budget.
+    // ('drain' still comes: a write that crossed the budget also returned false.)
+    if (!ok && socket.writableLength >= this.sendBudget) this._writeBlocked = true;
   }
 
   private drain(): void {
