@@ -5,16 +5,10 @@
  * `data`, failures printed as `error CODE: message` with exit code 1.
  * Changes apply live: the relay pushes them to the agent, no restart.
  */
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { ApiClient, ApiError, type MappingInput, type PortMappingView, type ProxyView, resolveApiOptions } from '../api-client.js';
+import { type Command, InvalidArgumentError } from 'commander';
+import { ApiError, type MappingInput, type PortMappingView, type ProxyView } from '../api-client.js';
 import { formatFields, formatPortRuns, formatTable } from '../format.js';
-import { type CliIo, processIo } from './server.js';
-
-interface ApiFlags {
-  api?: string;
-  apiKey?: string;
-  json?: boolean;
-}
+import { apiAction, apiCommandGroup, processIo, runInProcess, type CliIo } from '../api-command.js';
 
 interface MappingFlags {
   internal?: number;
@@ -85,37 +79,8 @@ function mappingBody(o: MappingFlags): MappingInput {
 
 /** Adds `ports` and its subcommands to `program`. Exit codes go through `io.setExitCode` (1 on any error). */
 export function registerPortsCommands(program: Command, io: CliIo = processIo): Command {
-  const ports = program
-    .command('ports')
-    .description("add, change, remove and list a server's port mappings (applied live, no agent restart)")
-    .option('--api <url>', 'management API base URL (env PORTICO_API, default http://127.0.0.1:7400)')
-    .option('--api-key <key>', 'API key (env PORTICO_API_KEY, else ./.portico/admin.key)')
-    .option('--json', 'print the raw `data` JSON of the response')
-    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'error USAGE: ')) });
-
-  const action =
-    <A extends unknown[]>(fn: (client: ApiClient, flags: ApiFlags, ...args: A) => Promise<string | object>) =>
-    async (...args: unknown[]): Promise<void> => {
-      const cmd = args[args.length - 1] as Command;
-      const flags = cmd.optsWithGlobals<ApiFlags>();
-      const client = new ApiClient(resolveApiOptions({ api: flags.api, apiKey: flags.apiKey }, io.env, io.cwd));
-      try {
-        const out = await fn(client, flags, ...(args.slice(0, -1) as A));
-        io.stdout(typeof out === 'string' ? out : JSON.stringify(out, null, 2) + '\n');
-      } catch (err) {
-        if (err instanceof ApiError) {
-          let msg = `error ${err.code}: ${err.message}`;
-          const field = err.details.field;
-          if (err.code === 'VALIDATION_FAILED' && typeof field === 'string' && !err.message.includes(field)) msg += ` (field ${field})`;
-          if (err.code === 'PORT_ALREADY_MAPPED' && typeof err.details.suggestion === 'string') msg += `; ${err.details.suggestion}`;
-          if (err.code === 'UNAUTHORIZED') msg += ' (pass --api-key or set PORTICO_API_KEY)';
-          io.stderr(msg + '\n');
-        } else {
-          io.stderr(`error INTERNAL: ${(err as Error).message}\n`);
-        }
-        io.setExitCode(1);
-      }
-    };
+  const ports = apiCommandGroup(program, 'ports', "add, change, remove and list a server's port mappings (applied live, no agent restart)");
+  const action = apiAction(io);
 
   ports
     .command('add')
@@ -189,30 +154,6 @@ export function registerPortsCommands(program: Command, io: CliIo = processIo): 
 }
 
 /** Runs `portico ports …` in-process (argv without node/script, e.g. ['ports', 'list', 'gpu-1']); resolves to the exit code. */
-export async function runPortsCli(argv: string[], io: Partial<CliIo> = {}): Promise<number> {
-  let code = 0;
-  const full: CliIo = {
-    stdout: io.stdout ?? processIo.stdout,
-    stderr: io.stderr ?? processIo.stderr,
-    setExitCode: (c) => {
-      code = c;
-      io.setExitCode?.(c);
-    },
-    env: io.env ?? process.env,
-    cwd: io.cwd ?? process.cwd(),
-  };
-  const program = new Command('portico').exitOverride().configureOutput({ writeOut: full.stdout, writeErr: full.stderr });
-  registerPortsCommands(program, full);
-  for (const cmd of program.commands) {
-    cmd.exitOverride();
-    cmd.configureOutput({ writeOut: full.stdout, writeErr: full.stderr });
-    for (const sub of cmd.commands) sub.exitOverride().configureOutput({ writeOut: full.stdout, writeErr: full.stderr });
-  }
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
-    throw err;
-  }
-  return code;
+export function runPortsCli(argv: string[], io: Partial<CliIo> = {}): Promise<number> {
+  return runInProcess(registerPortsCommands, argv, io);
 }

@@ -1,34 +1,10 @@
 /** `portico server create|list|show|rm|udp|token`: the server calls of the management API. */
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { ApiClient, ApiError, type ServerDetail, type ServerView, resolveApiOptions } from '../api-client.js';
+import { type Command, InvalidArgumentError } from 'commander';
+import { ApiError, type ServerDetail, type ServerView } from '../api-client.js';
+import { apiAction, apiCommandGroup, processIo, runInProcess, type CliIo } from '../api-command.js';
+
+export { processIo, type CliIo } from '../api-command.js';
 import { formatFields, formatPortRuns, formatTable } from '../format.js';
-
-/** Where a command writes and how it reports its exit code (swappable for in-process tests). */
-export interface CliIo {
-  stdout(text: string): void;
-  stderr(text: string): void;
-  setExitCode(code: number): void;
-  env: NodeJS.ProcessEnv;
-  cwd: string;
-}
-
-export const processIo: CliIo = {
-  stdout: (t) => void process.stdout.write(t),
-  stderr: (t) => void process.stderr.write(t),
-  setExitCode: (c) => void (process.exitCode = c),
-  get env() {
-    return process.env;
-  },
-  get cwd() {
-    return process.cwd();
-  },
-};
-
-interface ApiFlags {
-  api?: string;
-  apiKey?: string;
-  json?: boolean;
-}
 
 function parseIntArg(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
@@ -80,38 +56,8 @@ function showText(s: ServerDetail): string {
 
 /** Adds `server` and its subcommands to `program`. Exit codes go through `io.setExitCode` (1 on any error). */
 export function registerServerCommands(program: Command, io: CliIo = processIo): Command {
-  const server = program
-    .command('server')
-    .description('register, list, show and remove servers on a relay (management API)')
-    .option('--api <url>', 'management API base URL (env PORTICO_API, default http://127.0.0.1:7400)')
-    .option('--api-key <key>', 'API key (env PORTICO_API_KEY, else ./.portico/admin.key)')
-    .option('--json', 'print the raw `data` JSON of the response')
-    // Usage errors (bad flag, missing argument) in the same `error CODE: message` shape as API errors.
-    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'error USAGE: ')) });
-
-  /** Runs one API call with the merged flags; prints `error CODE: message` and sets exit 1 on failure. */
-  const action =
-    <A extends unknown[]>(fn: (client: ApiClient, flags: ApiFlags, ...args: A) => Promise<string | object>) =>
-    async (...args: unknown[]): Promise<void> => {
-      const cmd = args[args.length - 1] as Command;
-      const flags = cmd.optsWithGlobals<ApiFlags>();
-      const client = new ApiClient(resolveApiOptions({ api: flags.api, apiKey: flags.apiKey }, io.env, io.cwd));
-      try {
-        const out = await fn(client, flags, ...(args.slice(0, -1) as A));
-        io.stdout(typeof out === 'string' ? out : JSON.stringify(out, null, 2) + '\n');
-      } catch (err) {
-        if (err instanceof ApiError) {
-          let msg = `error ${err.code}: ${err.message}`;
-          const field = err.details.field;
-          if (err.code === 'VALIDATION_FAILED' && typeof field === 'string' && !err.message.includes(field)) msg += ` (field ${field})`;
-          if (err.code === 'UNAUTHORIZED') msg += ' (pass --api-key or set PORTICO_API_KEY)';
-          io.stderr(msg + '\n');
-        } else {
-          io.stderr(`error INTERNAL: ${(err as Error).message}\n`);
-        }
-        io.setExitCode(1);
-      }
-    };
+  const server = apiCommandGroup(program, 'server', 'register, list, show and remove servers on a relay (management API)');
+  const action = apiAction(io);
 
   server
     .command('create')
@@ -204,30 +150,6 @@ export function registerServerCommands(program: Command, io: CliIo = processIo):
 }
 
 /** Runs `portico server …` in-process (argv without node/script, e.g. ['server', 'list']); resolves to the exit code. */
-export async function runServerCli(argv: string[], io: Partial<CliIo> = {}): Promise<number> {
-  let code = 0;
-  const full: CliIo = {
-    stdout: io.stdout ?? processIo.stdout,
-    stderr: io.stderr ?? processIo.stderr,
-    setExitCode: (c) => {
-      code = c;
-      io.setExitCode?.(c);
-    },
-    env: io.env ?? process.env,
-    cwd: io.cwd ?? process.cwd(),
-  };
-  const program = new Command('portico').exitOverride().configureOutput({ writeOut: full.stdout, writeErr: full.stderr });
-  registerServerCommands(program, full);
-  for (const cmd of program.commands) {
-    cmd.exitOverride();
-    cmd.configureOutput({ writeOut: full.stdout, writeErr: full.stderr });
-    for (const sub of cmd.commands) sub.exitOverride().configureOutput({ writeOut: full.stdout, writeErr: full.stderr });
-  }
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
-    throw err;
-  }
-  return code;
+export function runServerCli(argv: string[], io: Partial<CliIo> = {}): Promise<number> {
+  return runInProcess(registerServerCommands, argv, io);
 }

@@ -18,22 +18,11 @@ import type { SessionRegistry } from '../sessions/registry.js';
 import { HostRouter } from './router.js';
 import { HttpProxy } from './proxy.js';
 import { StreamAgent } from './upstream-agent.js';
+import { MODERN_CIPHERS } from '../../shared/transport/tls.js';
 import { redirectHandler } from './redirect.js';
 import { devSniCallback, needsDevSni } from './dev-sni.js';
 import type { Observability } from '../observability.js';
 
-/** Mozilla "intermediate": TLS 1.3 suites, then ECDHE + AEAD for TLS 1.2. */
-export const TLS_CIPHERS = [
-  'TLS_AES_128_GCM_SHA256',
-  'TLS_AES_256_GCM_SHA384',
-  'TLS_CHACHA20_POLY1305_SHA256',
-  'ECDHE-ECDSA-AES128-GCM-SHA256',
-  'ECDHE-RSA-AES128-GCM-SHA256',
-  'ECDHE-ECDSA-AES256-GCM-SHA384',
-  'ECDHE-RSA-AES256-GCM-SHA384',
-  'ECDHE-ECDSA-CHACHA20-POLY1305',
-  'ECDHE-RSA-CHACHA20-POLY1305',
-].join(':');
 
 /** What a client that broke the rules is told before the connection is closed. */
 const CLIENT_ERROR_ANSWERS: Record<string, string> = {
@@ -97,7 +86,7 @@ export class WebProxy {
       noDelay: true,
       requireHostHeader: false,
     };
-    const tlsOptions = { minVersion: 'TLSv1.2' as const, ciphers: TLS_CIPHERS, honorCipherOrder: true };
+    const tlsOptions = { minVersion: 'TLSv1.2' as const, ciphers: MODERN_CIPHERS, honorCipherOrder: true };
     const devSni =
       !config.https.cert && needsDevSni(config.domain)
         ? devSniCallback({ dataDir: config.dataDir, domain: config.domain, known: (host) => this.router.lookup(host) !== undefined || deps.obs?.replicas.lookupHost(host) !== undefined, contextOptions: tlsOptions, logger })
@@ -223,7 +212,7 @@ export class WebProxy {
       const m = safeMtime(cert);
       if (m === 0 || m === this.certMtime) return;
       try {
-        this.https.setSecureContext({ ...this.tlsMaterial(), minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS, honorCipherOrder: true });
+        this.https.setSecureContext({ ...this.tlsMaterial(), minVersion: 'TLSv1.2', ciphers: MODERN_CIPHERS, honorCipherOrder: true });
         this.certMtime = m;
         this.deps.logger.info({ cert }, 'reloaded the HTTPS certificate');
       } catch (err) {

@@ -7,10 +7,11 @@ import type { ClientTransport, DialOptions, ListenOptions, PeerInfo, ServerTrans
 const SOCKET_KEEPALIVE_MS = 30_000;
 
 /**
- * Server cipher preference: AES-128-GCM first (hardware AES on every server
- * CPU, cheaper than AES-256-GCM), then the other TLS 1.3 and 1.2 AEAD suites.
+ * Server cipher preference for the tunnel and the HTTPS proxy (Mozilla
+ * "intermediate"): AES-128-GCM first (hardware AES on every server CPU,
+ * cheaper than AES-256-GCM), then the other TLS 1.3 and ECDHE+AEAD TLS 1.2 suites.
  */
-export const TUNNEL_CIPHERS = [
+export const MODERN_CIPHERS = [
   'TLS_AES_128_GCM_SHA256',
   'TLS_AES_256_GCM_SHA384',
   'TLS_CHACHA20_POLY1305_SHA256',
@@ -29,7 +30,7 @@ export const tlsServerTransport: ServerTransport = {
       cert: opts.cert,
       key: opts.key,
       minVersion: 'TLSv1.2',
-      ciphers: TUNNEL_CIPHERS,
+      ciphers: MODERN_CIPHERS,
       honorCipherOrder: true,
       handshakeTimeout: opts.handshakeTimeout,
       // The mux does its own half-close; keep the TCP side simple.
