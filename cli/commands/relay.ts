@@ -6,6 +6,7 @@ import { createLogger } from '../../shared/logging.js';
 import { isPorticoError } from '../../shared/errors.js';
 import { VERSION } from '../../shared/version.js';
 import { Relay } from '../../relay/relay.js';
+import { METRICS_KEY_FILE } from '../../relay/stats/metrics-route.js';
 import { onShutdownSignal } from '../signals.js';
 
 interface RelayFlags {
@@ -51,6 +52,7 @@ async function runRelay(flags: RelayFlags): Promise<number> {
   out(`portico relay ${VERSION}${config.dev ? ' (dev)' : ''}, data in ${rel(config.dataDir)}`);
   out(`tunnel  ${tunnel} (TLS${relay.tls.caPath ? `; agents pass --ca ${rel(relay.tls.caPath)}` : ''})`);
   out(`api     http://${api}/v1 (admin key: ${relay.adminKey.source === 'env' ? 'PORTICO_ADMIN_KEY' : rel(`${config.dataDir}/admin.key`)})`);
+  out(`metrics http://${api}/metrics (Bearer: ${process.env.PORTICO_METRICS_KEY ? 'PORTICO_METRICS_KEY' : rel(`${config.dataDir}/${METRICS_KEY_FILE}`)} or the admin key)`);
   const web = relay.addresses;
   out(`https   ${web.https} (https://<token>.secure.${config.domain}${config.https.listen.port === 443 ? '' : `:${config.https.listen.port}`}); http ${web.http} redirects to it`);
   out(`ports   ${config.ports.bind} ${config.ports.range.start}-${config.ports.range.end}, ${config.ports.perServer} per server, public host ${config.publicHostname}`);

@@ -130,6 +130,8 @@ export interface RelayOptions {
   /** ports.bind (default 127.0.0.1; '::' for dual-stack IPv4+IPv6 public ports). */
   bind?: string;
   logLevel?: string;
+  /** Extra keys inside `https: {…}` (flow YAML), e.g. `timeouts: { standard: 1s }, host_header: rewrite`. */
+  https?: string;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -188,7 +190,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> 
       `log_level: ${opts.logLevel ?? 'info'}`,
       `tunnel: { listen: "127.0.0.1:${ports.tunnel}" }`,
       `ports: { bind: "${opts.bind ?? '127.0.0.1'}", range: "${ports.rangeStart}-${ports.rangeEnd}", per_server: ${opts.perServer ?? 10} }`,
-      `https: { listen: "127.0.0.1:${ports.https}" }`,
+      `https: { listen: "127.0.0.1:${ports.https}"${opts.https ? `, ${opts.https}` : ''} }`,
       `http: { listen: "127.0.0.1:${ports.http}" }`,
       `api: { listen: "127.0.0.1:${ports.api}" }`,
       opts.extraYaml ?? '',

@@ -5,14 +5,12 @@
  * client that connects to the relay on 127.0.0.1 with any Host/SNI.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { WebSocketServer } from 'ws';
-import { TARGET_HOST, freePort, spawnPortico, type AgentHandle, type RelayHandle } from './cluster.js';
+import { TARGET_HOST, startRelay, type AgentHandle, type RelayHandle } from './cluster.js';
 
 export interface WebRelayOptions {
   /** Extra keys inside `https: {…}` (flow YAML), e.g. `timeouts: { standard: 1s }, host_header: rewrite`. */
@@ -20,68 +18,9 @@ export interface WebRelayOptions {
   logLevel?: string;
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
 /** Like cluster.startRelay, with extra https keys. */
-export async function startWebRelay(opts: WebRelayOptions = {}): Promise<RelayHandle> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'portico-web-'));
-  let rangeStart = 0;
-  for (let i = 0; i < 50 && rangeStart === 0; i++) {
-    const s = 22000 + Math.floor(Math.random() * 100) * 100;
-    if ((await portFree(s)) && (await portFree(s + 50)) && (await portFree(s + 99))) rangeStart = s;
-  }
-  if (rangeStart === 0) throw new Error('no free port range');
-  const ports = { tunnel: await freePort(), api: await freePort(), https: await freePort(), http: await freePort(), rangeStart, rangeEnd: rangeStart + 99 };
-  const configPath = join(dataDir, 'relay.yaml');
-  writeFileSync(
-    configPath,
-    [
-      `data_dir: ${dataDir}`,
-      `log_level: ${opts.logLevel ?? 'info'}`,
-      `tunnel: { listen: "127.0.0.1:${ports.tunnel}" }`,
-      `ports: { bind: 127.0.0.1, range: "${ports.rangeStart}-${ports.rangeEnd}", per_server: 10 }`,
-      `https: { listen: "127.0.0.1:${ports.https}"${opts.https ? `, ${opts.https}` : ''} }`,
-      `http: { listen: "127.0.0.1:${ports.http}" }`,
-      `api: { listen: "127.0.0.1:${ports.api}" }`,
-      '',
-    ].join('\n'),
-  );
-  const logFile = join(dataDir, 'relay.log');
-  const proc = spawnPortico(['relay', '--dev', '--config', configPath], {}, logFile);
-  await Promise.race([
-    proc.out.waitFor(/^relay ready/, 30_000),
-    proc.exited.then((c) => {
-      throw new Error(`relay exited with ${c} before ready: ${readFileSync(logFile, 'utf8').slice(-2000)}`);
-    }),
-  ]);
-  const adminKey = readFileSync(join(dataDir, 'admin.key'), 'utf8').trim();
-  const apiUrl = `http://127.0.0.1:${ports.api}`;
-  return {
-    ...proc,
-    dataDir,
-    ports,
-    apiUrl,
-    adminKey,
-    tunnelAddr: `127.0.0.1:${ports.tunnel}`,
-    caPath: join(dataDir, 'ca.pem'),
-    logFile,
-    configPath,
-    api: async (method, path, body, key) => {
-      const res = await fetch(`${apiUrl}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${key ?? adminKey}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-        body: body !== undefined ? JSON.stringify(body) : undefined,
-      });
-      const text = await res.text();
-      return { status: res.status, body: text ? JSON.parse(text) : null };
-    },
-  };
+export function startWebRelay(opts: WebRelayOptions = {}): Promise<RelayHandle> {
+  return startRelay({ https: opts.https, logLevel: opts.logLevel });
 }
 
 /** The HTTPS host names an agent printed for one internal port: [secure, named-or-id]. */
