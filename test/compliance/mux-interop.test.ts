@@ -40,6 +40,7 @@ if (typeof P.withResolvers !== 'function') {
 
 type SendList = Parameters<AbstractMultiaddrConnection['sendData']>[0];
 import { GoAwayCode, Session, type MuxStream, type SessionOptions } from '../../shared/mux/index.js';
+import { socketPair } from '../helpers/socket-pair.js';
 
 /** net.Socket -> libp2p MultiaddrConnection (the shape libp2p's muxers consume). */
 class SocketMaConn extends AbstractMultiaddrConnection {
@@ -76,23 +77,6 @@ class SocketMaConn extends AbstractMultiaddrConnection {
   }
 }
 
-async function socketPair(tt: Test): Promise<[net.Socket, net.Socket]> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const a = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
-  await once(a, 'connect');
-  const [b] = await accepted;
-  server.close();
-  tt.teardown(async () => {
-    for (const s of [a, b]) {
-      if (!s.destroyed) s.destroy();
-      if (!s.closed) await once(s, 'close');
-    }
-  });
-  return [a, b];
-}
 
 interface Pair {
   ours: Session;

@@ -1,23 +1,17 @@
 // The control channel over a real mux stream pair: request/reply, errors, one-way, and messages after a readFrame'd hello.
 import t, { type Test } from 'tap';
-import net from 'node:net';
 import { Session, type MuxStream } from '../../shared/mux/index.js';
 import { ControlChannel } from '../../shared/control/channel.js';
 import { readFrame } from '../../shared/framing/read-frame.js';
 import { encodeFrame } from '../../shared/framing/length-prefixed.js';
+import { socketPair } from '../helpers/socket-pair.js';
 import { EnvelopeCodec } from '../../proto/index.js';
 import { PorticoError, errorCodeToWire } from '../../shared/errors.js';
 
 async function pair(t: Test): Promise<{ client: Session; server: Session; accepted: Promise<MuxStream> }> {
   let onStream!: (s: MuxStream) => void;
   const accepted = new Promise<MuxStream>((r) => (onStream = r));
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  const serverSock = new Promise<net.Socket>((r) => srv.once('connection', r));
-  const c = net.connect(port, '127.0.0.1');
-  const sSock = await serverSock;
-  srv.close();
+  const [c, sSock] = await socketPair(t);
   const client = new Session(c, { isClient: true });
   const server = new Session(sSock, { isClient: false, onStream });
   t.teardown(() => {

@@ -5,27 +5,9 @@ import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { PorticoError } from '../../shared/errors.js';
 import { encodeFrameHeader, Flag, FrameType, GoAwayCode, HEADER_LENGTH, Session, type MuxStream, type SessionOptions } from '../../shared/mux/index.js';
+import { socketPair } from '../helpers/socket-pair.js';
 
 
-/** A connected loopback TCP socket pair; both are destroyed at test end. */
-async function socketPair(tt: Test): Promise<[net.Socket, net.Socket]> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const a = net.connect(port, '127.0.0.1');
-  await once(a, 'connect');
-  const [b] = await accepted;
-  server.close();
-  tt.teardown(async () => {
-    for (const s of [a, b]) {
-      if (!s.destroyed) s.destroy();
-      if (!s.closed) await once(s, 'close');
-    }
-  });
-  return [a, b];
-}
 
 interface Pair {
   client: Session;
@@ -87,7 +69,6 @@ function hashStream(s: Duplex): Promise<{ hash: string; bytes: number }> {
   });
 }
 
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
