@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent } from '../../agent/agent.js';
 import { createLogger } from '../../shared/logging.js';
 import type { AgentConfig } from '../../shared/config/types.js';
-import { freePort, startRelay, type RelayHandle } from '../helpers/cluster.js';
+import { freePorts, startRelay, type RelayHandle } from '../helpers/cluster.js';
 
 export interface IdleAgentsResult {
   agents: number;
@@ -55,7 +55,8 @@ export async function runIdleAgents(n = 1000): Promise<IdleAgentsResult> {
   const rangeStart = 20000;
   const rangeEnd = Math.min(32767, rangeStart + n * 10 + 1000);
   if (rangeEnd - rangeStart + 1 < n * 10) throw new Error(`at most ${Math.floor((32767 - rangeStart) / 10)} agents fit below the ephemeral port range`);
-  const ports = { tunnel: await freePort(), api: await freePort(), https: await freePort(), http: await freePort(), rangeStart, rangeEnd };
+  const [tunnel, api, https, http] = (await freePorts(4)) as [number, number, number, number];
+  const ports = { tunnel, api, https, http, rangeStart, rangeEnd };
   const relay: RelayHandle = await startRelay({ ports, perServer: 10, logLevel: 'warn' });
   const agents: Agent[] = [];
   try {

@@ -26,6 +26,24 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/** n distinct free TCP ports: all are bound at once before any is released, so none repeats. */
+export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const s = net.createServer();
+          s.once('error', reject);
+          s.listen(0, host, () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  return ports;
+}
+
 /** Collects a child's stdout lines and lets a test wait for one. */
 export class LineWatcher {
   readonly lines: string[] = [];
@@ -159,7 +177,8 @@ export interface RelayHandle extends Proc {
 
 async function pickRange(size: number): Promise<{ start: number; end: number }> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const start = 21000 + Math.floor(Math.random() * 380) * 100;
+    // Below the ephemeral range (32768+), where outgoing client sockets could take a block port.
+    const start = 21000 + Math.floor(Math.random() * 114) * 100;
     const probes = await Promise.all([start, start + Math.floor(size / 2), start + size - 1].map((p) => portFree(p)));
     if (probes.every(Boolean)) return { start, end: start + size - 1 };
   }
@@ -180,7 +199,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> 
     opts.ports ??
     (await (async () => {
       const range = await pickRange(200);
-      return { tunnel: await freePort(), api: await freePort(), https: await freePort(), http: await freePort(), rangeStart: range.start, rangeEnd: range.end };
+      const [tunnel, api, https, http] = (await freePorts(4)) as [number, number, number, number];
+      return { tunnel, api, https, http, rangeStart: range.start, rangeEnd: range.end };
     })());
   const configPath = join(dataDir, 'relay.yaml');
   writeFileSync(
