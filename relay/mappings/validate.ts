@@ -9,8 +9,8 @@ import { PorticoError } from '../../shared/errors.js';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { MappingRecord, Protocol, ServerRecord } from '../store/store.js';
 import { checkAccessExtras } from '../access/validate.js';
+import { isMappingName } from '../../shared/config/agent-config.js';
 
-export const MAPPING_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/;
 
 export interface MappingInput {
   internal_port?: unknown;
@@ -68,7 +68,7 @@ export async function checkMapping(input: MappingInput, ctx: MappingContext): Pr
   if (http && protocol !== 'tcp') throw new PorticoError('VALIDATION_FAILED', 'http mappings must use protocol tcp', { field: 'http' });
   let name: string | null = null;
   if (input.name !== undefined && input.name !== null && input.name !== '') {
-    if (typeof input.name !== 'string' || !MAPPING_NAME_RE.test(input.name)) {
+    if (!isMappingName(input.name)) {
       throw new PorticoError('VALIDATION_FAILED', 'name must be 1-40 lowercase letters, digits or dashes, not starting or ending with a dash', { field: 'name' });
     }
     name = input.name;
@@ -130,7 +130,7 @@ export async function checkMapping(input: MappingInput, ctx: MappingContext): Pr
 /** A replica group name: a DNS label like mapping names (it becomes https://{owner}-{group}.{domain}); tcp only. */
 export function checkGroup(value: unknown, protocol: Protocol): string | null {
   if (value === undefined || value === null || value === '') return null;
-  if (typeof value !== 'string' || !MAPPING_NAME_RE.test(value)) {
+  if (!isMappingName(value)) {
     throw new PorticoError('VALIDATION_FAILED', 'group must be 1-40 lowercase letters, digits or dashes, not starting or ending with a dash', { field: 'group' });
   }
   if (protocol !== 'tcp') throw new PorticoError('VALIDATION_FAILED', 'replica groups are for tcp mappings (HTTPS and raw TCP); udp flows are not balanced', { field: 'group' });

@@ -56,6 +56,11 @@ export const DEFAULT_TUNNEL_PORT = 7000;
 export const MAPPING_NAME_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 export const MAPPING_NAME_MAX = 40;
 
+/** A mapping or replica-group name: a DNS label of at most MAPPING_NAME_MAX characters (relay and agent share this rule). */
+export function isMappingName(v: unknown): v is string {
+  return typeof v === 'string' && v.length <= MAPPING_NAME_MAX && MAPPING_NAME_RE.test(v);
+}
+
 export interface AgentFlags {
   relay?: string;
   token?: string;
