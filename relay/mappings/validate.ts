@@ -23,15 +23,8 @@ export interface MappingInput {
   group?: unknown;
 }
 
-export interface MappingFields {
-  internalPort: number;
-  externalPort: number;
-  protocol: Protocol;
-  description: string;
-  name: string | null;
-  http: boolean;
-  group: string | null;
-}
+/** The normalised fields a mapping check returns: exactly those columns of the stored record. */
+export type MappingFields = Pick<MappingRecord, 'internalPort' | 'externalPort' | 'protocol' | 'description' | 'name' | 'http' | 'group'>;
 
 export interface MappingContext {
   config: RelayConfig;
