@@ -17,7 +17,7 @@ import { ensureDevCerts } from '../../relay/tls/dev-certs.js';
 import { createServer, startAgent } from '../helpers/cluster.js';
 import { httpsHostsOf, startWebRelay } from '../helpers/web.js';
 import { Histogram } from './load/histogram.js';
-import { startNginxOrigin, nginxVersion } from './load/nginx-wrk.js';
+import { nginxConfHead, startNginxOrigin, nginxVersion } from './load/nginx-wrk.js';
 import { assertLoopback, cleanupAll, freePort, makeTempDir, removeTempDir, spawnTracked, stopChild, waitForPort, which } from './peers/proc.js';
 
 const ORIGIN_HOST = '127.0.0.2';
@@ -129,23 +129,9 @@ async function startNginxTls(listenPort: number, originPort: number, cert: strin
   if (!bin) throw new Error('nginx not installed');
   const dir = makeTempDir('nginx-tls');
   mkdirSync(path.join(dir, 'tmp'));
-  const isRoot = process.getuid?.() === 0;
   writeFileSync(
     path.join(dir, 'nginx.conf'),
-    `daemon off;
-master_process on;
-worker_processes 1;
-${isRoot ? 'user root;' : ''}
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
+    `${nginxConfHead(dir)}
   keepalive_requests 100000;
   upstream origin { server ${ORIGIN_HOST}:${originPort}; keepalive 128; }
   server {

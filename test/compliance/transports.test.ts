@@ -1,11 +1,10 @@
 // One suite, run once per transport (TLS and the WebSocket fallback): the same
 // real relay and agent processes and the same byte-for-byte checks.
 import t from 'tap';
-import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync, rmSync } from 'node:fs';
 import { createServer, eventually, startAgent, startRelay, TARGET_HOST } from '../helpers/cluster.js';
-import { exchange, refused, startEcho } from '../helpers/targets.js';
+import { exchange, halfCloseRequest, refused, startEcho } from '../helpers/targets.js';
 
 const MiB = 1024 * 1024;
 
@@ -56,17 +55,7 @@ for (const transport of ['tls', 'websocket'] as const) {
     });
 
     await t.test('half-close', async (t) => {
-      const reply = await new Promise<string>((resolve, reject) => {
-        const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-        let data = '';
-        c.on('data', (d) => (data += d));
-        c.on('end', () => {
-          c.end();
-          resolve(data);
-        });
-        c.on('error', reject);
-        c.on('connect', () => c.end('ping'));
-      });
+      const reply = await halfCloseRequest('127.0.0.1', port, 'ping');
       t.equal(reply, 'ping', 'echoed after our FIN, then a clean end');
     });
 

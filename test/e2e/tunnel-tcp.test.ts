@@ -3,7 +3,7 @@ import t from 'tap';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { eventually, startAgent, startCluster, TARGET_HOST, type Cluster } from '../helpers/cluster.js';
-import { exchange, refused, startEcho, startSourceSink, writeRandom } from '../helpers/targets.js';
+import { exchange, halfCloseRequest, refused, startEcho, startSourceSink, writeRandom } from '../helpers/targets.js';
 
 const MiB = 1024 * 1024;
 let cluster: Cluster;
@@ -76,17 +76,7 @@ t.test('half-close: client ends its side, server still replies, both see a clean
   });
   await new Promise<void>((r) => server.listen(port, TARGET_HOST, r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const reply = await new Promise<string>((resolve, reject) => {
-    const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-    let data = '';
-    c.on('data', (d) => (data += d));
-    c.on('end', () => {
-      c.end();
-      resolve(data);
-    });
-    c.on('error', reject);
-    c.on('connect', () => c.end('hello half-close'));
-  });
+  const reply = await halfCloseRequest('127.0.0.1', port, 'hello half-close');
   t.ok(serverSawEnd, 'server saw the client FIN');
   t.equal(reply, 'got 16 bytes', 'reply arrived after the client half-closed');
 });

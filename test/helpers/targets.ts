@@ -153,6 +153,25 @@ export function exchange(host: string, port: number, n: number): Promise<Exchang
   });
 }
 
+/**
+ * Half-close round trip: connects, sends `payload` together with FIN, then
+ * reads until the server's FIN; resolves with what came back.
+ */
+export function halfCloseRequest(host: string, port: number, payload: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect({ host, port, allowHalfOpen: true });
+    let data = '';
+    c.setEncoding('utf8');
+    c.on('data', (d: string) => (data += d));
+    c.on('end', () => {
+      c.end();
+      resolve(data);
+    });
+    c.on('error', reject);
+    c.on('connect', () => c.end(payload));
+  });
+}
+
 /** Connects and resolves true when the connection is refused or reset before any data arrives. */
 export function refused(host: string, port: number, timeoutMs = 5_000): Promise<boolean> {
   return new Promise((resolve) => {

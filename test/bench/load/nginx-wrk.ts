@@ -14,6 +14,29 @@ import {
   which,
 } from '../peers/proc.js';
 
+/**
+ * The part every bench nginx shares: foreground, one worker (the machine has
+ * 2 cores; each side gets the same), everything under the throwaway prefix
+ * `dir` (needs dir/tmp), and an open `http {` block the caller continues.
+ */
+export function nginxConfHead(dir: string): string {
+  const isRoot = process.getuid?.() === 0;
+  return `daemon off;
+master_process on;
+worker_processes 1;
+${isRoot ? 'user root;' : ''}
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp/body;
+  proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fastcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi;
+  scgi_temp_path ${dir}/tmp/scgi;`;
+}
+
 export function nginxWrkMissing(): string | null {
   const missing = ['nginx', 'wrk'].filter((c) => !which(c));
   return missing.length ? `${missing.join(' and ')} not installed (apt-get install nginx wrk)` : null;
@@ -32,22 +55,8 @@ export async function startNginxOrigin(host: string, port: number): Promise<{ st
   mkdirSync(path.join(dir, 'www'));
   mkdirSync(path.join(dir, 'tmp'));
   writeFileSync(path.join(dir, 'www', '4k'), Buffer.alloc(4096, 0x6e));
-  const isRoot = process.getuid?.() === 0;
   const conf = `
-daemon off;
-master_process on;
-worker_processes 1;
-${isRoot ? 'user root;' : ''}
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
+${nginxConfHead(dir)}
   default_type application/octet-stream;
   keepalive_requests 100000;
   server {
