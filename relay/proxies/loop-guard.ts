@@ -56,8 +56,4 @@ export class LoopGuard {
     clearTimeout(timer);
     return this.endpoints.has(key);
   }
-
-  get trackedEndpoints(): number {
-    return this.endpoints.size;
-  }
 }

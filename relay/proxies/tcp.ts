@@ -79,11 +79,6 @@ class TcpPublisher implements PortPublisher {
     await Promise.all([...this.listeners.values()].map((l) => this.closeListener(l)));
   }
 
-  /** Destroys every open client connection (hard stop). */
-  destroyConnections(): void {
-    for (const s of this.sockets) s.destroy();
-  }
-
   private listen(serverId: string, port: number): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onConnection(sock, serverId, port));
     const entry: Listener = { serverId, port, server };

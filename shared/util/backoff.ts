@@ -7,11 +7,6 @@ export class Backoff {
     private readonly random: () => number = Math.random,
   ) {}
 
-  /** Number of delays handed out since the last reset. */
-  get attempts(): number {
-    return this.attempt;
-  }
-
   next(): number {
     const step = Math.min(this.maxMs, this.baseMs * 2 ** Math.min(this.attempt, 30));
     this.attempt++;
