@@ -62,6 +62,9 @@ export function splice(a: Duplex, b: Duplex, onDone?: (stats: SpliceStats, err?:
   return stats;
 }
 
+/** Bytes a pump lets a destination buffer before pausing its source (see onData). */
+const PUMP_BUDGET = 64 * 1024;
+
 /** src -> dst with backpressure, same-tick coalescing, and end propagation. */
 function pump(src: Duplex, dst: Duplex, count: (n: number) => void): void {
   let corked = false;
@@ -75,9 +78,12 @@ function pump(src: Duplex, dst: Duplex, count: (n: number) => void): void {
     if (!corked) {
       corked = true;
       dst.cork();
-      process.nextTick(uncork);
+      setImmediate(uncork);
     }
-    if (!dst.write(chunk)) src.pause();
+    // write() says "wait" at the socket's 16 KiB high-water mark, i.e. after every
+    // TLS record; waiting there sends one record per drain cycle. Pause at our own
+    // budget instead ('drain' still comes: the write that crossed it returned false).
+    if (!dst.write(chunk) && dst.writableLength >= PUMP_BUDGET) src.pause();
   };
   const onDrain = () => src.resume();
   src.on('data', onData);

@@ -126,8 +126,11 @@ for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
   });
 }
 
+/** Extra node flags for every spawned relay/agent, e.g. PORTICO_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const NODE_ARGS = (process.env.PORTICO_NODE_ARGS ?? '').split(' ').filter(Boolean);
+
 export function spawnPortico(args: string[], env: NodeJS.ProcessEnv = {}, logFile?: string): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, [...NODE_ARGS, BIN, ...args], {
     stdio: ['ignore', 'pipe', logFile ? 'pipe' : 'ignore'],
     env: { ...process.env, ...env },
   });

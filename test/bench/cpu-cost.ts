@@ -1,0 +1,91 @@
+// CPU cost per GiB (and throughput) of one iperf3 stream through the tunnel,
+// read from /proc/<pid>/stat of each process, so optimisations can be compared
+// on a shared, noisy machine where wall-clock rates swing by ±20 %.
+//   node dist/test/bench/cpu-cost.js [--gib=2] [--reverse] [--streams=1] [--reps=3]
+// Loopback only; needs iperf3. Prints one line per repetition and the medians.
+import { readFileSync } from 'node:fs';
+import { portico, LOCAL_HOST } from './peers/portico.js';
+import { cleanupAll, spawnTracked, which } from './peers/proc.js';
+import { startIperf3Server } from './load/iperf3.js';
+
+const TICKS = 100; // USER_HZ on Linux
+
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / TICKS; // utime + stime
+  } catch {
+    return NaN;
+  }
+}
+
+function arg(name: string, def: string): string {
+  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
+  return a ? a.slice(name.length + 3) : def;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const iperf = which('iperf3');
+  if (!iperf) throw new Error('iperf3 not installed');
+  const gib = Number(arg('gib', '2'));
+  const reps = Number(arg('reps', '3'));
+  const streams = Number(arg('streams', '1'));
+  const reverse = process.argv.includes('--reverse');
+  const inst = await portico.open({ targetHost: LOCAL_HOST });
+  const port = inst.targetPorts![0]!;
+  const srv = await startIperf3Server(LOCAL_HOST, port);
+  const fwd = await inst.start({ targetHost: LOCAL_HOST, targetPort: port });
+  const relayPid = inst.info.relayPid as number | undefined;
+  const agentPid = inst.info.agentPid as number | undefined;
+  const rows: { mibs: number; relay: number; agent: number; iperfS: number; iperfC: number }[] = [];
+  try {
+    for (let r = 0; r < reps; r++) {
+      const before = { relay: cpuSeconds(relayPid), agent: cpuSeconds(agentPid), s: cpuSeconds(srv.proc.child.pid) };
+      const t0 = performance.now();
+      const args = ['-c', fwd.host, '-p', String(fwd.port), '-n', `${gib}G`, '-P', String(streams), '-J'];
+      if (reverse) args.push('-R');
+      const c = spawnTracked(iperf, args);
+      let cCpu = 0;
+      const poll = setInterval(() => {
+        const v = cpuSeconds(c.child.pid);
+        if (!Number.isNaN(v)) cCpu = v;
+      }, 50);
+      await c.exited;
+      clearInterval(poll);
+      const secs = (performance.now() - t0) / 1000;
+      const per = (x: number) => x / gib;
+      const row = {
+        mibs: (gib * 1024) / secs,
+        relay: per(cpuSeconds(relayPid) - before.relay),
+        agent: per(cpuSeconds(agentPid) - before.agent),
+        iperfS: per(cpuSeconds(srv.proc.child.pid) - before.s),
+        iperfC: per(cCpu),
+      };
+      rows.push(row);
+      process.stdout.write(
+        `rep ${r + 1}: ${row.mibs.toFixed(0)} MiB/s; CPU s/GiB relay ${row.relay.toFixed(2)} agent ${row.agent.toFixed(2)} iperf3 -s ${row.iperfS.toFixed(2)} -c ≥${row.iperfC.toFixed(2)}\n`,
+      );
+    }
+  } finally {
+    await srv.stop();
+    await inst.stop();
+  }
+  const m = (k: keyof (typeof rows)[number]) => median(rows.map((x) => x[k]));
+  process.stdout.write(
+    `median (${streams} stream${streams > 1 ? 's' : ''}${reverse ? ', reverse' : ''}): ${m('mibs').toFixed(0)} MiB/s; CPU s/GiB relay ${m('relay').toFixed(2)} agent ${m('agent').toFixed(2)} (sum ${(m('relay') + m('agent')).toFixed(2)})\n`,
+  );
+}
+
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => void cleanupAll());
