@@ -3,11 +3,13 @@
 // rates with MTU-sized datagrams (throughput, loss) and with 64-byte ones
 // (datagrams/s). Issue 7's target: >= 500 Mbit/s offered with < 1 % loss.
 //
-//   node dist/test/bench/udp.js [--quick]      (alone; prints a Markdown table)
+//   node dist/test/bench/udp.js [--quick] [--only=1460@500,64@100] [--seconds=5] [--no-direct]
+//                                            (alone; prints a Markdown table)
 //   import { runUdpBench } from './udp.js'      (from run.ts: rows for its table)
 import { pathToFileURL } from 'node:url';
 import { startCluster, TARGET_HOST } from '../helpers/cluster.js';
 import { iperf3, runIperf3Udp, startIperf3Server, type UdpIperfResult } from '../helpers/iperf3-udp.js';
+import { cpuSeconds, startDropSampler, type DropReport } from './udp-probe.js';
 
 export interface UdpBenchRow {
   /** e.g. "udp 1460 B @ 500 Mbit/s". */
@@ -18,6 +20,8 @@ export interface UdpBenchRow {
   socketBuffer?: string;
   direct: UdpIperfResult | null;
   tunnel: UdpIperfResult | null;
+  /** CPU per datagram the relay received (client packets minus the relay socket's kernel drops) and kernel drops per socket role, for the tunnel run. */
+  cost: { relayUs: number; agentUs: number; drops: DropReport } | null;
   errors: string[];
 }
 
@@ -30,11 +34,21 @@ export interface UdpBenchResult {
 
 const TARGET_TEXT = 'UDP: iperf3 -u >= 500 Mbit/s offered with < 1 % loss';
 
-export async function runUdpBench(opts: { quick?: boolean; log?: (s: string) => void } = {}): Promise<UdpBenchResult> {
+export interface UdpBenchOptions {
+  quick?: boolean;
+  /** Only these rows, as "blksize@mbps" (e.g. "1460@500"; "1460@500w" for the -w 4M row). */
+  only?: string[];
+  seconds?: number;
+  /** Skip the direct runs (tunnel figures only). */
+  noDirect?: boolean;
+  log?: (s: string) => void;
+}
+
+export async function runUdpBench(opts: UdpBenchOptions = {}): Promise<UdpBenchResult> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + '\n'));
   if (!iperf3()) return { skipped: 'iperf3 not installed', rows: [], target: { text: TARGET_TEXT, pass: null, detail: 'iperf3 not installed' } };
-  const seconds = opts.quick ? 3 : 5;
-  const plan: { mbps: number; blksize: number; socketBuffer?: string }[] = opts.quick
+  const seconds = opts.seconds ?? (opts.quick ? 3 : 5);
+  const fullPlan: { mbps: number; blksize: number; socketBuffer?: string }[] = opts.quick
     ? [{ mbps: 500, blksize: 1460 }, { mbps: 500, blksize: 1460, socketBuffer: '4M' }, { mbps: 50, blksize: 64 }]
     : [
         { mbps: 100, blksize: 1460 },
@@ -45,6 +59,7 @@ export async function runUdpBench(opts: { quick?: boolean; log?: (s: string) => 
         { mbps: 50, blksize: 64 },
         { mbps: 100, blksize: 64 },
       ];
+  const plan = opts.only ? fullPlan.filter((p) => opts.only!.includes(`${p.blksize}@${p.mbps}${p.socketBuffer ? 'w' : ''}`)) : fullPlan;
   const cluster = await startCluster({ relay: { logLevel: 'warn' }, server: { udp: true }, agent: { args: ['--log-level', 'warn'] } });
   const servers: { kill(): boolean }[] = [];
   const rows: UdpBenchRow[] = [];
@@ -54,20 +69,32 @@ export async function runUdpBench(opts: { quick?: boolean; log?: (s: string) => 
     servers.push(await startIperf3Server(TARGET_HOST, tunnelPort), await startIperf3Server(TARGET_HOST, directPort));
     for (const p of plan) {
       const label = `udp ${p.blksize} B @ ${p.mbps} Mbit/s${p.socketBuffer ? ` -w ${p.socketBuffer}` : ''}`;
-      const row: UdpBenchRow = { label, offeredMbps: p.mbps, blksize: p.blksize, direct: null, tunnel: null, errors: [] };
+      const row: UdpBenchRow = { label, offeredMbps: p.mbps, blksize: p.blksize, direct: null, tunnel: null, cost: null, errors: [] };
       if (p.socketBuffer) row.socketBuffer = p.socketBuffer;
       const o = { seconds, blksize: p.blksize, ...(p.socketBuffer ? { socketBuffer: p.socketBuffer } : {}) };
-      try {
-        row.direct = await runIperf3Udp(TARGET_HOST, directPort, p.mbps, o);
-      } catch (e) {
-        row.errors.push(`direct: ${(e as Error).message}`);
+      if (!opts.noDirect) {
+        try {
+          row.direct = await runIperf3Udp(TARGET_HOST, directPort, p.mbps, o);
+        } catch (e) {
+          row.errors.push(`direct: ${(e as Error).message}`);
+        }
       }
+      const pids = { relay: cluster.relay.child.pid, agent: cluster.agent.child.pid };
+      const cpu0 = { relay: cpuSeconds(pids.relay), agent: cpuSeconds(pids.agent) };
+      const sampler = startDropSampler(tunnelPort, TARGET_HOST);
       try {
         row.tunnel = await runIperf3Udp('127.0.0.1', tunnelPort, p.mbps, o);
       } catch (e) {
         row.errors.push(`tunnel: ${(e as Error).message}`);
       }
-      log(`${row.label}: direct ${describe(row.direct)} | tunnel ${describe(row.tunnel)}`);
+      const drops = sampler.stop();
+      if (row.tunnel && row.tunnel.packets > 0) {
+        // Per datagram the relay took off its socket (kernel drops there cost it nothing).
+        const handled = Math.max(1, row.tunnel.packets - drops.relay);
+        const us = (pid: number | undefined, before: number) => ((cpuSeconds(pid) - before) * 1e6) / handled;
+        row.cost = { relayUs: us(pids.relay, cpu0.relay), agentUs: us(pids.agent, cpu0.agent), drops };
+      }
+      log(`${row.label}: direct ${describe(row.direct)} | tunnel ${describe(row.tunnel)}${row.cost ? ` | ${describeCost(row.cost)}` : ''}`);
       rows.push(row);
     }
   } finally {
@@ -87,6 +114,11 @@ function describe(r: UdpIperfResult | null): string {
   return `${r.receivedMbps.toFixed(0)} Mbit/s, ${Math.round(pps(r)).toLocaleString('en-US')} dgram/s, loss ${r.lostPercent.toFixed(2)} %`;
 }
 
+function describeCost(c: NonNullable<UdpBenchRow['cost']>): string {
+  const d = c.drops;
+  return `relay ${c.relayUs.toFixed(2)} µs/dgram, agent ${c.agentUs.toFixed(2)} µs/dgram, kernel drops relay ${d.relay} agent ${d.agent} app ${d.app} client ${d.client}`;
+}
+
 /** Datagrams/s that arrived. */
 export function pps(r: UdpIperfResult): number {
   return (r.receivedMbps * 1e6) / 8 / r.blksize;
@@ -95,18 +127,29 @@ export function pps(r: UdpIperfResult): number {
 export function udpTable(res: UdpBenchResult): string {
   if (res.skipped) return `UDP bench skipped: ${res.skipped}`;
   const cell = (r: UdpIperfResult | null) => (r ? `${r.receivedMbps.toFixed(0)} Mbit/s · ${Math.round(pps(r)).toLocaleString('en-US')}/s · ${r.lostPercent.toFixed(2)} %` : '—');
-  const lines = ['| offered (iperf3 -u) | direct: received · datagrams/s · loss | Portico: received · datagrams/s · loss | ratio |', '|---|---|---|---|'];
+  const lines = [
+    '| offered (iperf3 -u) | direct: received · datagrams/s · loss | Portico: received · datagrams/s · loss | ratio | relay / agent CPU µs per datagram |',
+    '|---|---|---|---|---|',
+  ];
   for (const r of res.rows) {
     const ratio = r.direct && r.tunnel && r.direct.receivedMbps > 0 ? `${(r.tunnel.receivedMbps / r.direct.receivedMbps).toFixed(2)}×` : '—';
-    lines.push(`| ${r.label} | ${cell(r.direct)} | ${cell(r.tunnel)} | ${ratio} |`);
+    const cost = r.cost ? `${r.cost.relayUs.toFixed(2)} / ${r.cost.agentUs.toFixed(2)}` : '—';
+    lines.push(`| ${r.label} | ${cell(r.direct)} | ${cell(r.tunnel)} | ${ratio} | ${cost} |`);
   }
   lines.push('', `target — ${res.target.text}: ${res.target.pass === null ? 'n/a' : res.target.pass ? 'PASS' : 'FAIL'} (${res.target.detail})`);
   return lines.join('\n');
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const quick = process.argv.includes('--quick');
-  runUdpBench({ quick }).then(
+  const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const only = arg('only')?.split(',');
+  const seconds = arg('seconds');
+  runUdpBench({
+    quick: process.argv.includes('--quick'),
+    noDirect: process.argv.includes('--no-direct'),
+    ...(only ? { only } : {}),
+    ...(seconds ? { seconds: Number(seconds) } : {}),
+  }).then(
     (res) => {
       process.stdout.write('\n' + udpTable(res) + '\n');
     },
