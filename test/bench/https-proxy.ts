@@ -6,7 +6,11 @@
 //            issue-7 reference; one worker, like the one-thread relay)
 //   portico  the relay's HTTPS proxy -> mux stream -> agent -> origin
 // Load: wrk when on PATH (-t1), else a Node keep-alive generator. Loopback only.
+// CPU cost: utime+stime of the relay and agent processes (and nginx's worker)
+// before/after each measured run, printed as CPU µs per request (steadier
+// than req/s on a shared machine).
 //   node dist/test/bench/https-proxy.js [--seconds=10] [--connections=50] [--node]
+//     [--only=portico] (skip the direct and nginx rows) [--reps=N] (measure portico N times)
 // Exports benchHttpsProxy() for test/bench/run.ts.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
@@ -17,6 +21,7 @@ import { ensureDevCerts } from '../../relay/tls/dev-certs.js';
 import { createServer, startAgent } from '../helpers/cluster.js';
 import { httpsHostsOf, startWebRelay } from '../helpers/web.js';
 import { Histogram } from './load/histogram.js';
+import { cpuMeter, cpuSeconds, cpuSecondsWithChildren } from './load/proc-cpu.js';
 import { nginxConfHead, startNginxOrigin, nginxVersion } from './load/nginx-wrk.js';
 import { assertLoopback, cleanupAll, freePort, makeTempDir, removeTempDir, spawnTracked, stopChild, waitForPort, which } from './peers/proc.js';
 
@@ -29,6 +34,8 @@ export interface HttpsBenchRow {
   p50ms: number;
   p99ms: number;
   errors: number;
+  /** CPU µs per request by process (relay, agent; nginx for the nginx row). */
+  cpuUs?: Record<string, number>;
   note?: string;
 }
 
@@ -47,6 +54,8 @@ interface LoadResult {
   p50ms: number;
   p99ms: number;
   errors: number;
+  /** Requests completed in the run. */
+  requests: number;
 }
 
 interface Target {
@@ -77,7 +86,8 @@ async function runWrk(t: Target, connections: number, seconds: number): Promise<
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const sockErrs = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
-  return { rps: Number(rps[1]), p50ms: msOf(/\s50%\s+(\S+)/.exec(out)?.[1]), p99ms: msOf(/\s99%\s+(\S+)/.exec(out)?.[1]), errors: non2xx + sockErrs };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? Math.round(Number(rps[1]) * seconds));
+  return { requests, rps: Number(rps[1]), p50ms: msOf(/\s50%\s+(\S+)/.exec(out)?.[1]), p99ms: msOf(/\s99%\s+(\S+)/.exec(out)?.[1]), errors: non2xx + sockErrs };
 }
 
 /** N keep-alive connections, each sending the next request when the last answer ended. */
@@ -118,12 +128,12 @@ async function runNode(t: Target, connections: number, seconds: number): Promise
   );
   const took = (Date.now() - began) / 1000;
   agent.destroy();
-  return { rps: done / took, p50ms: hist.percentile(50) / 1e6, p99ms: hist.percentile(99) / 1e6, errors };
+  return { requests: done, rps: done / took, p50ms: hist.percentile(50) / 1e6, p99ms: hist.percentile(99) / 1e6, errors };
 }
 
 // ---- the nginx TLS reference ----
 
-async function startNginxTls(listenPort: number, originPort: number, cert: string, key: string): Promise<{ stop(): Promise<void> }> {
+async function startNginxTls(listenPort: number, originPort: number, cert: string, key: string): Promise<{ pid: number | undefined; stop(): Promise<void> }> {
   assertLoopback(ORIGIN_HOST);
   const bin = which('nginx');
   if (!bin) throw new Error('nginx not installed');
@@ -155,6 +165,7 @@ async function startNginxTls(listenPort: number, originPort: number, cert: strin
   const p = spawnTracked(bin, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')]);
   await waitForPort('127.0.0.1', listenPort, 10_000, 'nginx TLS');
   return {
+    pid: p.child.pid,
     stop: async () => {
       await stopChild(p);
       removeTempDir(dir);
@@ -164,7 +175,22 @@ async function startNginxTls(listenPort: number, originPort: number, cert: strin
 
 // ---- the run ----
 
-export async function benchHttpsProxy(opts: { seconds?: number; connections?: number; forceNode?: boolean; log?: (s: string) => void } = {}): Promise<HttpsBenchResult> {
+/** Runs load against t while metering the given processes; the row gets CPU µs per request. */
+async function measured(load: (t: Target) => Promise<LoadResult>, t: Target, pids: Record<string, () => number>): Promise<LoadResult & { cpuUs: Record<string, number> }> {
+  const meter = cpuMeter(pids);
+  const r = await load(t);
+  const used = meter();
+  const cpuUs = Object.fromEntries(Object.entries(used).map(([k, s]) => [k, r.requests > 0 ? (s * 1e6) / r.requests : Number.NaN]));
+  return { ...r, cpuUs };
+}
+
+function cpuNote(cpuUs: Record<string, number> | undefined): string {
+  return cpuUs ? Object.entries(cpuUs).map(([k, v]) => `${k} ${Number.isFinite(v) ? v.toFixed(1) : '—'}`).join(', ') : '';
+}
+
+export async function benchHttpsProxy(
+  opts: { seconds?: number; connections?: number; forceNode?: boolean; onlyPortico?: boolean; reps?: number; log?: (s: string) => void } = {},
+): Promise<HttpsBenchResult> {
   const seconds = opts.seconds ?? 10;
   const connections = opts.connections ?? 50;
   const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
@@ -180,22 +206,26 @@ export async function benchHttpsProxy(opts: { seconds?: number; connections?: nu
     const origin = await startNginxOrigin(ORIGIN_HOST, originPort);
     stops.push(() => origin.stop());
 
-    log(`https bench: direct origin (${nginxVersion()})`);
-    const directT: Target = { url: `http://${ORIGIN_HOST}:${originPort}/4k` };
-    await warm(directT);
-    rows.push({ path: 'direct', label: 'origin direct (HTTP)', ...(await load(directT)) });
+    if (!opts.onlyPortico) {
+      log(`https bench: direct origin (${nginxVersion()})`);
+      const directT: Target = { url: `http://${ORIGIN_HOST}:${originPort}/4k` };
+      await warm(directT);
+      rows.push({ path: 'direct', label: 'origin direct (HTTP)', ...(await load(directT)) });
 
-    const dev = await ensureDevCerts(certDir, 'localhost', 'connect01.localhost');
-    const nginxPort = await freePort();
-    try {
-      const tlsRef = await startNginxTls(nginxPort, originPort, path.join(certDir, 'relay.crt'), path.join(certDir, 'relay.key'));
-      stops.push(() => tlsRef.stop());
-      log('https bench: nginx TLS + proxy_pass');
-      const t: Target = { url: `https://127.0.0.1:${nginxPort}/4k`, host: 'bench.secure.localhost', ca: Buffer.from(dev.ca) };
-      await warm(t);
-      rows.push({ path: 'nginx', label: 'nginx TLS + proxy_pass', ...(await load(t)) });
-    } catch (err) {
-      rows.push({ path: 'nginx', label: 'nginx TLS + proxy_pass', rps: Number.NaN, p50ms: Number.NaN, p99ms: Number.NaN, errors: 0, note: (err as Error).message });
+      const dev = await ensureDevCerts(certDir, 'localhost', 'connect01.localhost');
+      const nginxPort = await freePort();
+      try {
+        const tlsRef = await startNginxTls(nginxPort, originPort, path.join(certDir, 'relay.crt'), path.join(certDir, 'relay.key'));
+        stops.push(() => tlsRef.stop());
+        log('https bench: nginx TLS + proxy_pass');
+        const t: Target = { url: `https://127.0.0.1:${nginxPort}/4k`, host: 'bench.secure.localhost', ca: Buffer.from(dev.ca) };
+        await warm(t);
+        const r = await measured(load, t, { nginx: () => cpuSecondsWithChildren(tlsRef.pid) });
+        rows.push({ path: 'nginx', label: 'nginx TLS + proxy_pass', ...r });
+        log(`  nginx: ${fmt(r.rps)} req/s, p99 ${fmt(r.p99ms)} ms; CPU µs/req ${cpuNote(r.cpuUs)}`);
+      } catch (err) {
+        rows.push({ path: 'nginx', label: 'nginx TLS + proxy_pass', rps: Number.NaN, p50ms: Number.NaN, p99ms: Number.NaN, errors: 0, note: (err as Error).message });
+      }
     }
 
     log('https bench: portico relay + agent');
@@ -210,7 +240,16 @@ export async function benchHttpsProxy(opts: { seconds?: number; connections?: nu
     const { secure } = await httpsHostsOf(agent, originPort);
     const t: Target = { url: `https://127.0.0.1:${relay.ports.https}/4k`, host: secure, ca: readFileSync(relay.caPath) };
     await warm(t);
-    rows.push({ path: 'portico', label: 'portico HTTPS proxy', ...(await load(t)) });
+    const pids = { relay: () => cpuSeconds(relay.child.pid), agent: () => cpuSeconds(agent.child.pid) };
+    const reps: Array<LoadResult & { cpuUs: Record<string, number> }> = [];
+    for (let i = 0; i < Math.max(1, opts.reps ?? 1); i++) {
+      const r = await measured(load, t, pids);
+      reps.push(r);
+      log(`  portico run ${i + 1}: ${fmt(r.rps)} req/s, p99 ${fmt(r.p99ms)} ms; CPU µs/req ${cpuNote(r.cpuUs)}`);
+    }
+    // The median run by relay CPU per request (the figure optimisations move).
+    reps.sort((a, b) => (a.cpuUs.relay ?? 0) - (b.cpuUs.relay ?? 0));
+    rows.push({ path: 'portico', label: 'portico HTTPS proxy', ...reps[Math.floor(reps.length / 2)]! });
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
     removeTempDir(certDir);
@@ -239,9 +278,9 @@ export function renderHttpsTable(rows: HttpsBenchRow[], targets: HttpsBenchResul
   const lines = [
     `HTTPS request/response, 4 KiB body, ${connections} keep-alive connections, ${tool}`,
     '',
-    '| path | req/s | vs direct | vs nginx TLS | p50 ms | p99 ms | errors |',
-    '|---|---:|---:|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.label} | ${fmt(r.rps)} | ${ratio(r.rps, direct)} | ${ratio(r.rps, nginx)} | ${fmt(r.p50ms)} | ${fmt(r.p99ms)} | ${r.errors}${r.note ? ` (${r.note})` : ''} |`),
+    '| path | req/s | vs direct | vs nginx TLS | p50 ms | p99 ms | CPU µs/req | errors |',
+    '|---|---:|---:|---:|---:|---:|---|---:|',
+    ...rows.map((r) => `| ${r.label} | ${fmt(r.rps)} | ${ratio(r.rps, direct)} | ${ratio(r.rps, nginx)} | ${fmt(r.p50ms)} | ${fmt(r.p99ms)} | ${cpuNote(r.cpuUs) || '—'} | ${r.errors}${r.note ? ` (${r.note})` : ''} |`),
     '',
     `target (issue 7): portico ≥ 0.5× nginx req/s: ${targets.rpsPass === null ? 'n/a' : targets.rpsPass ? 'PASS' : 'FAIL'}${targets.rpsVsNginx !== null ? ` (${targets.rpsVsNginx.toFixed(2)}×)` : ''}; p99 < 20 ms: ${targets.p99Pass === null ? 'n/a' : targets.p99Pass ? 'PASS' : 'FAIL'}`,
   ];
@@ -251,7 +290,13 @@ export function renderHttpsTable(rows: HttpsBenchRow[], targets: HttpsBenchResul
 const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
   const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-  benchHttpsProxy({ seconds: Number(arg('seconds') ?? 10), connections: Number(arg('connections') ?? 50), forceNode: process.argv.includes('--node') })
+  benchHttpsProxy({
+    seconds: Number(arg('seconds') ?? 10),
+    connections: Number(arg('connections') ?? 50),
+    forceNode: process.argv.includes('--node'),
+    onlyPortico: arg('only') === 'portico',
+    reps: Number(arg('reps') ?? 1),
+  })
     .then(async (r) => {
       process.stdout.write(`${r.table}\n`);
       await cleanupAll();
