@@ -18,7 +18,8 @@
  * 1 MiB window to keep CPU and memory per response small.
  */
 import zlib from 'node:zlib';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { addVary, getHeader, removeHeader } from './header-list.js';
 
 export type Encoding = 'gzip' | 'br';
@@ -147,7 +148,7 @@ export function createEncoder(enc: Encoding): zlib.Gzip | zlib.BrotliCompress {
  * backpressure: the encoder's own buffer pauses `from`, a full `res` pauses
  * the encoder. Any side failing tears the others down.
  */
-export function pipeCompressed(from: IncomingMessage, res: ServerResponse, enc: Encoding, onChunk?: (bytes: number) => void): void {
+export function pipeCompressed(from: Readable, res: ServerResponse, enc: Encoding, onChunk?: (bytes: number) => void): void {
   const z = createEncoder(enc);
   from.pipe(z);
   z.on('data', (chunk: Buffer) => {

@@ -87,9 +87,13 @@ export function forwardResponseHeaders(raw: string[]): string[] {
   return out;
 }
 
-/** Serialises a request head for a raw byte stream (the WebSocket path). */
-export function serializeRequestHead(method: string, url: string, headers: string[]): string {
+/**
+ * Serialises a request head for a mux stream to the app (write it as
+ * latin1, the encoding node's parser read it in); `framing` is an extra
+ * header line such as `Transfer-Encoding: chunked\r\n`, or ''.
+ */
+export function serializeRequestHead(method: string, url: string, headers: string[], framing = ''): string {
   let s = `${method} ${url} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) s += `${headers[i]!}: ${headers[i + 1]!}\r\n`;
-  return s + '\r\n';
+  return `${s}${framing}\r\n`;
 }

@@ -17,7 +17,7 @@ import type { Store } from '../store/store.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import { HostRouter } from './router.js';
 import { HttpProxy } from './proxy.js';
-import { StreamAgent } from './upstream-agent.js';
+import { UpstreamPool } from './upstream-pool.js';
 import { MODERN_CIPHERS } from '../../shared/transport/tls.js';
 import { redirectHandler } from './redirect.js';
 import { devSniCallback, needsDevSni } from './dev-sni.js';
@@ -57,7 +57,8 @@ export interface WebProxyDeps {
 
 export class WebProxy {
   readonly router: HostRouter;
-  readonly agent = new StreamAgent();
+  /** Pooled streams to agents for the proxied requests. */
+  readonly pool = new UpstreamPool();
   readonly proxy: HttpProxy;
   /** Connections refused by the per-IP cap. */
   refusedConnections = 0;
@@ -73,7 +74,7 @@ export class WebProxy {
     const { config, logger } = deps;
     const h = { ...WEB_DEFAULTS, ...definedOnly(config.https) };
     this.router = new HostRouter(deps.store, config, logger.child({ part: 'vhost' }));
-    this.proxy = new HttpProxy({ config, logger: logger.child({ part: 'vhost' }), router: this.router, registry: deps.registry, agent: this.agent, users: deps.store, closing: () => this.closing, obs: deps.obs });
+    this.proxy = new HttpProxy({ config, logger: logger.child({ part: 'vhost' }), router: this.router, registry: deps.registry, pool: this.pool, users: deps.store, closing: () => this.closing, obs: deps.obs });
     deps.obs?.setRouteLookup((host) => this.router.lookup(host));
     const checkEvery = Math.max(250, Math.min(1_000, Math.floor(h.headerTimeout / 2)));
     const hardening = {
@@ -164,7 +165,7 @@ export class WebProxy {
     this.http.close();
     this.https.closeIdleConnections();
     this.http.closeIdleConnections();
-    this.agent.drain();
+    this.pool.drain();
   }
 
   /** Cuts everything still open (end of the shutdown grace period). */
@@ -174,7 +175,7 @@ export class WebProxy {
     this.http.closeAllConnections();
     for (const s of this.proxy.tunnels) s.destroy();
     for (const s of this.sockets) s.destroy();
-    this.agent.destroy();
+    this.pool.destroy();
   }
 
   private admit(sock: net.Socket, cap: number): void {

@@ -5,7 +5,7 @@
  * buffered; idle timeouts follow the traffic class and are re-set when the
  * response headers arrive. Upgrades (WebSocket) become raw byte tunnels.
  */
-import http from 'node:http';
+import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { Logger } from '../../shared/logging.js';
@@ -16,27 +16,26 @@ import { StreamKind } from '../../proto/index.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import type { AgentSession } from '../sessions/agent-session.js';
 import type { HostRouter, Route } from './router.js';
-import { forwardRequestHeaders, forwardResponseHeaders, serializeRequestHead } from './headers.js';
-import { classifyRequest, classifyResponse, idleTimeoutMs, type TrafficClass } from './timeouts.js';
+import { forwardRequestHeaders, serializeRequestHead } from './headers.js';
+import { classifyRequest, idleTimeoutMs } from './timeouts.js';
 import { proxyErrors, rawErrorResponse, sendError, type ProxyError } from './errors.js';
-import type { StreamAgent, UpstreamTarget } from './upstream-agent.js';
+import { OPEN_TIMEOUT_MS, type UpstreamPool } from './upstream-pool.js';
+import { ProxyExchange, type ExchangeContext } from './exchange.js';
 import { AccessGate } from '../access/gate.js';
-import { pipeCompressed } from '../access/compress.js';
 import type { UserDirectory } from '../access/auth.js';
 import type { Observability } from '../observability.js';
 import type { RequestObs } from '../stats/usage.js';
 
-/** Largest response head accepted from an app. */
-const MAX_RESPONSE_HEADER_BYTES = 64 * 1024;
-const OPEN_TIMEOUT_MS = 15_000;
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** Methods node's HTTP client sends without a Content-Length when they carry no body. */
+const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 export interface ProxyDeps {
   config: RelayConfig;
   logger: Logger;
   router: HostRouter;
   registry: SessionRegistry;
-  agent: StreamAgent;
+  /** Pooled upstream streams to agents. */
+  pool: UpstreamPool;
   /** True once the relay is draining. */
   closing(): boolean;
   /** Endpoint users (the store) for access control; without it no login succeeds. */
@@ -71,11 +70,20 @@ export class HttpProxy {
   private readonly rewriteHost: boolean;
   /** Access control (relay/access): IP rules, sign-in, rate limits, security headers, CORS, compression. */
   readonly access: AccessGate;
+  private readonly exchangeContext: ExchangeContext;
 
   constructor(private readonly deps: ProxyDeps) {
     this.timeouts = deps.config.https.timeouts;
     this.rewriteHost = deps.config.https.hostHeader === 'rewrite';
     this.access = new AccessGate({ users: deps.users ?? NO_USERS, logger: deps.logger.child({ part: 'access' }) });
+    this.exchangeContext = {
+      pool: deps.pool,
+      timeouts: this.timeouts,
+      stats: this.stats,
+      access: this.access,
+      upstreamError: (err, route, session) => this.upstreamError(err, route, session),
+      logFailure: (route, e, err) => deps.logger.debug({ server: route.serverId, port: route.internalPort, code: e.code, err: err.message }, 'upstream request failed'),
+    };
   }
 
   // ---- routing (shared by requests and upgrades) ----
@@ -150,114 +158,40 @@ export class HttpProxy {
   };
 
   private forward(req: http.IncomingMessage, res: http.ServerResponse, t: Target, obs?: RequestObs): void {
-    let cls: TrafficClass = classifyRequest(req.url ?? '/', req.headers);
-    const headers = this.headers(req, t, null);
-    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-    const retryable = !hasBody && IDEMPOTENT.has(req.method ?? '');
-    let upstream: http.ClientRequest | null = null;
-    let settled = false;
-
-    res.setTimeout(idleTimeoutMs(cls, this.timeouts));
-    res.on('timeout', () => {
-      this.stats.timeouts++;
-      upstream?.destroy();
-      if (!res.headersSent) {
-        sendError(req, res, proxyErrors.idleTimeout(t.route.internalPort, t.route.serverId, Math.round(idleTimeoutMs(cls, this.timeouts) / 1000), cls));
-      } else res.destroy();
-    });
-    // The client went away (or the response was cut): drop the upstream stream, never pool it.
-    res.once('close', () => {
-      settled = true;
-      if (upstream !== null && !res.writableFinished) upstream.destroy();
-    });
-
-    const send = (attempt: number) => {
-      const upstreamTarget: UpstreamTarget = {
-        session: t.session,
-        mappingId: t.route.mappingId,
-        internalPort: t.route.internalPort,
-        clientAddress: t.clientIp,
-        clientPort: req.socket.remotePort ?? 0,
-      };
-      const up = http.request({
-        agent: this.deps.agent,
-        method: req.method,
-        path: req.url,
-        headers: headers as unknown as http.OutgoingHttpHeaders,
-        setHost: false,
-        maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
-        upstream: upstreamTarget,
-      } as http.RequestOptions);
-      upstream = up;
-      up.on('response', (ures) => {
-        if (settled) {
-          ures.destroy();
-          return;
-        }
-        const next = classifyResponse(cls, ures.statusCode ?? 0, ures.headers);
-        if (next !== cls) {
-          cls = next;
-          res.setTimeout(idleTimeoutMs(cls, this.timeouts));
-        }
-        const outHeaders = forwardResponseHeaders(ures.rawHeaders);
-        // Access control: security headers, CORS headers and the compression choice (relay/access/gate.ts).
-        const encoding = t.route.access !== null ? this.access.response(t.route.access, req, ures.statusCode ?? 502, outHeaders, cls === 'streaming') : null;
-        res.writeHead(ures.statusCode ?? 502, ures.statusMessage, outHeaders);
-        // Event streams: send the head now, not with the first event.
-        if (cls === 'streaming') res.flushHeaders();
-        if (encoding !== null) {
-          pipeCompressed(ures, res, encoding, obs ? (n) => (obs.bytesOut += n) : undefined);
-          return;
-        }
-        // pipe() without its per-request listener bookkeeping: forward, pause on backpressure, resume on drain.
-        ures.on('data', (chunk: Buffer) => {
-          if (obs) obs.bytesOut += chunk.length;
-          if (!res.write(chunk)) ures.pause();
-        });
-        res.on('drain', () => ures.resume());
-        ures.on('end', () => res.end());
-        ures.on('error', () => res.destroy());
-        ures.on('aborted', () => res.destroy());
-      });
-      up.on('error', (err: NodeJS.ErrnoException) => {
-        if (settled || res.headersSent) {
-          res.destroy();
-          return;
-        }
-        // A pooled stream the app closed just as we reused it: try once more on a fresh one.
-        if (attempt === 0 && retryable && up.reusedSocket && (err.code === 'ECONNRESET' || err.message === 'socket hang up')) {
-          send(1);
-          return;
-        }
-        this.stats.errors++;
-        const e = this.upstreamError(err, t);
-        this.deps.logger.debug({ server: t.route.serverId, port: t.route.internalPort, code: e.code, err: err.message }, 'upstream request failed');
-        sendError(req, res, e);
-      });
-      if (hasBody && attempt === 0) req.pipe(up);
-      else up.end();
-    };
-    send(0);
-    // Statistics: request body bytes (a counter per chunk, attached in the same tick as the pipe).
-    if (obs && hasBody) req.on('data', (c: Buffer) => (obs.bytesIn += c.length));
+    const method = req.method ?? 'GET';
+    const contentLength = req.headers['content-length'];
+    const chunked = contentLength === undefined && req.headers['transfer-encoding'] !== undefined;
+    const body = chunked ? 'chunked' : contentLength !== undefined && contentLength !== '0' ? 'length' : 'none';
+    // Like node's HTTP client: a bodiless POST/PUT/PATCH says Content-Length: 0.
+    const framing = chunked ? 'Transfer-Encoding: chunked\r\n' : contentLength === undefined && !NO_BODY_METHODS.has(method) ? 'Content-Length: 0\r\n' : '';
+    const head = serializeRequestHead(method, req.url ?? '/', this.headers(req, t, null), framing);
+    new ProxyExchange(this.exchangeContext, req, res, {
+      route: t.route,
+      session: t.session,
+      clientIp: t.clientIp,
+      head,
+      body,
+      cls: classifyRequest(req.url ?? '/', req.headers),
+      obs,
+    }).start();
   }
 
-  private upstreamError(err: NodeJS.ErrnoException, t: Target): ProxyError {
-    const where = `port ${t.route.internalPort} inside ${t.route.serverId}`;
+  private upstreamError(err: NodeJS.ErrnoException, route: Route, session: AgentSession): ProxyError {
+    const where = `port ${route.internalPort} inside ${route.serverId}`;
     if (isPorticoError(err)) {
       switch (err.code) {
         case 'NOTHING_LISTENING':
           return proxyErrors.nothingListening(err.message);
         case 'AGENT_OFFLINE':
         case 'SHUTTING_DOWN':
-          return proxyErrors.agentOffline(t.route.serverId);
+          return proxyErrors.agentOffline(route.serverId);
         case 'TIMEOUT':
-          return proxyErrors.upstreamFailed(`the agent of server ${t.route.serverId} did not open ${where} within ${OPEN_TIMEOUT_MS / 1000} s`);
+          return proxyErrors.upstreamFailed(`the agent of server ${route.serverId} did not open ${where} within ${OPEN_TIMEOUT_MS / 1000} s`);
         default:
           return proxyErrors.upstreamFailed(err.message);
       }
     }
-    if (t.session.closed) return proxyErrors.agentOffline(t.route.serverId);
+    if (session.closed) return proxyErrors.agentOffline(route.serverId);
     if (typeof err.code === 'string' && err.code.startsWith('HPE_')) return proxyErrors.upstreamFailed(`the app on ${where} sent an invalid HTTP response (${err.code})`);
     return proxyErrors.upstreamFailed(`the app on ${where} closed the connection without answering`);
   }
@@ -288,7 +222,7 @@ export class HttpProxy {
           OPEN_TIMEOUT_MS,
         );
       } catch (err) {
-        return fail(this.upstreamError(err as NodeJS.ErrnoException, t));
+        return fail(this.upstreamError(err as NodeJS.ErrnoException, t.route, t.session));
       }
       const { stream } = opened;
       stream.on('error', () => undefined);
@@ -300,7 +234,7 @@ export class HttpProxy {
           if (socket.destroyed) return stream.destroy();
           if (!r.ok) {
             stream.destroy();
-            return fail(this.upstreamError(new PorticoError(errorCodeFromWire(r.code ?? 0), r.message || 'the agent could not open the port'), t));
+            return fail(this.upstreamError(new PorticoError(errorCodeFromWire(r.code ?? 0), r.message || 'the agent could not open the port'), t.route, t.session));
           }
           const upgrade = req.headers.upgrade ?? 'websocket';
           stream.write(serializeRequestHead(req.method ?? 'GET', req.url ?? '/', this.headers(req, t, upgrade)));
@@ -319,7 +253,7 @@ export class HttpProxy {
         (err: Error) => {
           socket.off('close', onEarlyClose);
           stream.destroy();
-          fail(this.upstreamError(err, t));
+          fail(this.upstreamError(err, t.route, t.session));
         },
       );
     };

@@ -41,12 +41,18 @@ export function classifyRequest(url: string, headers: IncomingHttpHeaders): Traf
   return 'standard';
 }
 
+/** The response headers the class depends on. */
+export interface ResponseClassHeaders {
+  contentType: string | undefined;
+  contentDisposition: string | undefined;
+}
+
 /** The class once the response headers are known (never shorter than the request's). */
-export function classifyResponse(current: TrafficClass, statusCode: number, headers: IncomingHttpHeaders): TrafficClass {
+export function classifyResponse(current: TrafficClass, statusCode: number, headers: ResponseClassHeaders): TrafficClass {
   let c: TrafficClass = statusCode === 206 ? 'download' : 'standard';
-  const disposition = headers['content-disposition'];
+  const disposition = headers.contentDisposition;
   if (disposition !== undefined && /^\s*attachment\b/i.test(disposition)) c = 'download';
-  const ct = headers['content-type'];
+  const ct = headers.contentType;
   if (ct !== undefined) {
     if (BINARY_TYPE.test(ct)) c = 'download';
     else if (STREAMING_TYPE.test(ct)) c = longer(c, 'streaming');
