@@ -54,6 +54,8 @@ interface PortSocket {
   target: string;
   socket: dgram.Socket;
   flows: Map<string, RelayFlow>;
+  /** The flow of the previous datagram: a burst from one client finds its flow without building the map key. */
+  last: RelayFlow | null;
 }
 
 type FlowState = 'opening' | 'open' | 'failed' | 'closed';
@@ -74,6 +76,8 @@ class RelayFlow {
     readonly ps: PortSocket,
     readonly rinfoAddress: string,
     readonly clientPort: number,
+    /** The server's counters (held here so the per-datagram path does no map lookup). */
+    readonly stats: UdpServerStats,
     limits: QueueLimits,
     onDrop: (n: number) => void,
   ) {
@@ -196,7 +200,7 @@ export class UdpPublisher implements PortPublisher {
     const host = this.deps.config.ports.bind;
     // '::' is dual-stack (IPv4 clients arrive as ::ffff:a.b.c.d); '0.0.0.0' is IPv4 only, like the TCP listeners.
     const socket = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', reuseAddr: false });
-    const ps: PortSocket = { serverId, port, target, socket, flows: new Map() };
+    const ps: PortSocket = { serverId, port, target, socket, flows: new Map(), last: null };
     this.sockets.set(port, ps);
     return new Promise<void>((resolve, reject) => {
       socket.once('error', (err) => {
@@ -234,14 +238,15 @@ export class UdpPublisher implements PortPublisher {
   // ---- flows ----
 
   private onMessage(ps: PortSocket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const key = `${rinfo.address}|${rinfo.port}`;
-    let flow = ps.flows.get(key);
-    if (flow === undefined) {
-      flow = this.newFlow(ps, key, rinfo);
-      if (flow === undefined) return;
+    // Hot path (once per datagram): no allocation besides what node:dgram made.
+    let flow = ps.last;
+    if (flow === null || flow.clientPort !== rinfo.port || flow.rinfoAddress !== rinfo.address) {
+      const key = `${rinfo.address}|${rinfo.port}`;
+      const found = ps.flows.get(key) ?? this.newFlow(ps, key, rinfo);
+      if (found === undefined) return;
+      ps.last = flow = found;
     }
-    const st = this.statsOf(ps.serverId);
-    st.datagramsIn++;
+    flow.stats.datagramsIn++;
     flow.rx++;
     if (flow.state === 'failed') {
       this.countDrops(flow, 1);
@@ -271,7 +276,7 @@ export class UdpPublisher implements PortPublisher {
       );
       return undefined;
     }
-    const flow = new RelayFlow(key, ps, rinfo.address, rinfo.port, this.limits, (n) => this.countDrops(flow, n, true));
+    const flow = new RelayFlow(key, ps, rinfo.address, rinfo.port, st, this.limits, (n) => this.countDrops(flow, n, true));
     ps.flows.set(key, flow);
     st.flows++;
     this.flowCount++;
@@ -345,7 +350,7 @@ export class UdpPublisher implements PortPublisher {
     }
     flow.lastActive = Date.now();
     flow.tx++;
-    this.statsOf(flow.ps.serverId).datagramsOut++;
+    flow.stats.datagramsOut++;
     try {
       sock.send(d, flow.clientPort, flow.rinfoAddress);
     } catch {
@@ -370,6 +375,7 @@ export class UdpPublisher implements PortPublisher {
     flow.state = 'closed';
     const ps = flow.ps;
     if (ps.flows.get(flow.key) === flow) ps.flows.delete(flow.key);
+    if (ps.last === flow) ps.last = null;
     const st = this.statsOf(ps.serverId);
     st.flows--;
     this.flowCount--;
