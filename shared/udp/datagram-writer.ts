@@ -3,7 +3,7 @@
  * datagrams wait in a bounded drop-oldest queue and are flushed once per
  * event-loop turn as ONE framed write (a burst read from a UDP socket becomes
  * one mux data frame, not one frame and one TLS record per datagram). While
- * the stream is backpressured (write() returned false: the peer's window or
+ * the stream holds more than STREAM_BUDGET_BYTES unsent (the peer's window or
  * the tunnel is full) datagrams keep queueing and the oldest are dropped, so
  * memory stays bounded and a slow flow never holds up another flow's stream.
  */
@@ -20,6 +20,14 @@ export interface QueueLimits {
 
 /** Largest single write (then the next turn continues). */
 const MAX_BATCH_BYTES = 256 * 1024;
+/**
+ * Unsent bytes a stream may hold before the writer waits for 'drain'. Not
+ * write()'s own answer: that is false above the stream's 16 KiB high-water
+ * mark, i.e. after nearly every batch of a busy flow, and waiting for 'drain'
+ * each time costs a listener and a turn while the mux has already sent it all.
+ * Per flow the stream then holds at most this plus one batch beyond the queue.
+ */
+export const STREAM_BUDGET_BYTES = 64 * 1024;
 
 // One setImmediate flushes every writer that queued something this turn.
 let due: DatagramWriter[] = [];
@@ -39,6 +47,8 @@ export class DatagramWriter {
   private closed = false;
   /** Datagrams written to the stream. */
   written = 0;
+  /** Stream writes made (one per batch). */
+  writes = 0;
 
   /** `onDrop(n)` is told whenever the queue had to drop n datagrams. */
   constructor(
@@ -93,13 +103,15 @@ export class DatagramWriter {
       return;
     }
     while (this.queue.length > 0) {
-      const batch = this.queue.take(MAX_BATCH_BYTES);
-      this.written += batch.length;
-      if (!stream.write(encodeDatagrams(batch))) {
+      if (stream.writableLength >= STREAM_BUDGET_BYTES && stream.writableNeedDrain) {
         this.waitingDrain = true;
         stream.once('drain', this.onDrain);
         return;
       }
+      const batch = this.queue.take(MAX_BATCH_BYTES);
+      this.written += batch.length;
+      this.writes++;
+      stream.write(encodeDatagrams(batch));
     }
   }
 
