@@ -94,7 +94,7 @@ export async function runUdpBench(opts: UdpBenchOptions = {}): Promise<UdpBenchR
         const us = (pid: number | undefined, before: number) => ((cpuSeconds(pid) - before) * 1e6) / handled;
         row.cost = { relayUs: us(pids.relay, cpu0.relay), agentUs: us(pids.agent, cpu0.agent), drops };
       }
-      log(`${row.label}: direct ${describe(row.direct)} | tunnel ${describe(row.tunnel)}${row.cost ? ` | ${describeCost(row.cost)}` : ''}`);
+      log(`${row.label}: direct ${opts.noDirect ? 'skipped' : describe(row.direct)} | tunnel ${describe(row.tunnel)}${row.cost ? ` | ${describeCost(row.cost)}` : ''}`);
       rows.push(row);
     }
   } finally {
