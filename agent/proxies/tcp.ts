@@ -1,12 +1,15 @@
 /** TCP streams: dial local_host:internal_port, answer with the open-result, then pipe bytes both ways. */
 import net from 'node:net';
 import { splice } from '../../shared/util/splice.js';
+import { SocketReader, withReader } from '../../shared/util/socket-reader.js';
 import { nothingListeningMessage, sendOpenError, sendOpenOk } from './open-result.js';
 import type { AgentStreamHandler } from './types.js';
 
 export const tcpHandler: AgentStreamHandler = (stream, _header, mapping, ctx) => {
   const port = mapping.internalPort;
-  const sock = net.connect({ host: ctx.localHost, port, allowHalfOpen: true, noDelay: true });
+  // Read through our own (growing) buffers: a bulk download becomes 256 KiB mux bursts.
+  const reader = new SocketReader();
+  const sock = net.connect(withReader({ host: ctx.localHost, port, allowHalfOpen: true, noDelay: true }, reader));
   const timer = setTimeout(() => sock.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), ctx.dialTimeout);
   const onStreamGone = () => sock.destroy();
   stream.once('close', onStreamGone);
@@ -15,7 +18,7 @@ export const tcpHandler: AgentStreamHandler = (stream, _header, mapping, ctx) =>
     sock.off('error', onError);
     stream.off('close', onStreamGone);
     sendOpenOk(stream, sock.localAddress ?? '', sock.localPort ?? 0);
-    splice(stream, sock);
+    splice(stream, sock, undefined, undefined, { b: reader });
   });
   const onError = (err: NodeJS.ErrnoException) => {
     clearTimeout(timer);

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { errorCodeFromWire } from '../../shared/errors.js';
 import { isLocalAddress, normalizeAddress } from '../../shared/util/net.js';
 import { splice } from '../../shared/util/splice.js';
+import { adoptAccepted, SocketReader } from '../../shared/util/socket-reader.js';
 import { StreamKind } from '../../proto/index.js';
 import type { ResolvedMapping } from '../mappings/resolve.js';
 import type { PortPublisher, PublishProblem, PublisherDeps } from './types.js';
@@ -80,7 +81,7 @@ class TcpPublisher implements PortPublisher {
   }
 
   private listen(serverId: string, port: number): Promise<void> {
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onConnection(sock, serverId, port));
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (sock) => this.onConnection(sock, serverId, port));
     const entry: Listener = { serverId, port, server };
     this.listeners.set(port, entry);
     return new Promise<void>((resolve, reject) => {
@@ -101,14 +102,19 @@ class TcpPublisher implements PortPublisher {
     return new Promise<void>((res) => l.server.close(() => res()));
   }
 
-  private onConnection(sock: net.Socket, serverId: string, port: number): void {
+  private onConnection(accepted: net.Socket, serverId: string, port: number): void {
+    // Read the client through our own (growing) buffers: a bulk upload becomes 256 KiB mux bursts.
+    const reader = new SocketReader();
+    const adopted = adoptAccepted(accepted, reader, { allowHalfOpen: true });
+    const sock = adopted ?? accepted;
+    if (!adopted) accepted.resume();
     this.sockets.add(sock);
     sock.once('close', () => this.sockets.delete(sock));
     sock.on('error', () => undefined);
-    void this.route(sock, serverId, port);
+    void this.route(sock, serverId, port, adopted ? reader : undefined);
   }
 
-  private async route(sock: net.Socket, serverId: string, port: number): Promise<void> {
+  private async route(sock: net.Socket, serverId: string, port: number, reader: SocketReader | undefined): Promise<void> {
     const { registry, loopGuard, logger } = this.deps;
     const session = registry.get(serverId);
     const mapping = session?.mappingForPort(port, 'tcp');
@@ -163,7 +169,7 @@ class TcpPublisher implements PortPublisher {
     });
     // Statistics: one connection; bytes read from splice's counters at flush/scrape time and at close.
     let live: ReturnType<NonNullable<typeof obs>['tcpOpened']> | undefined;
-    const counted = splice(sock, stream, obs ? () => live && obs.connectionClosed(live) : undefined, ready);
+    const counted = splice(sock, stream, obs ? () => live && obs.connectionClosed(live) : undefined, ready, reader ? { a: reader } : undefined);
     live = obs?.tcpOpened(dest.session.serverId, dest.mapping.id, clientAddress, counted);
   }
 }

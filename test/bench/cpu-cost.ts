@@ -44,6 +44,7 @@ async function main(): Promise<void> {
   const fwd = await inst.start({ targetHost: LOCAL_HOST, targetPort: port });
   const relayPid = inst.info.relayPid as number | undefined;
   const agentPid = inst.info.agentPid as number | undefined;
+  process.stderr.write(`pids: relay ${relayPid} agent ${agentPid}\n`);
   const rows: { mibs: number; relay: number; agent: number; iperfS: number; iperfC: number }[] = [];
   try {
     for (let r = 0; r < reps; r++) {

@@ -1,0 +1,119 @@
+/**
+ * Reads a plain TCP socket into buffers we size ourselves (net's `onread`),
+ * instead of Node's fixed 64 KiB read per syscall with a new Buffer for each.
+ *
+ * A bulk transfer grows the read buffer to 256 KiB, so one read() becomes one
+ * burst of mux frames and one TLS write: a quarter of the syscalls, event-loop
+ * turns and wake-ups of the peer per byte. Interactive traffic keeps a 16 KiB
+ * buffer, and reads of up to 16 KiB are copied out so the buffer is reused
+ * (an idle socket pins 16 KiB, never a large buffer).
+ *
+ * Use: create the reader, pass `reader.options` as the socket's `onread`
+ * (net.connect), or adopt an accepted socket with adoptAccepted(); then
+ * attach a consumer (splice does). Data read before a consumer is attached
+ * is queued.
+ */
+import net from 'node:net';
+
+export const MIN_READ = 16 * 1024;
+export const MAX_READ = 256 * 1024;
+/** Small reads in a row after which a grown buffer goes back to MIN_READ. */
+const SHRINK_AFTER = 4;
+
+/** Called with each chunk read; return false to stop reading until `resume()`. */
+export type ChunkConsumer = (chunk: Buffer) => boolean;
+
+export class SocketReader {
+  private buf: Buffer = Buffer.allocUnsafeSlow(MIN_READ);
+  private consumer: ChunkConsumer | null = null;
+  private queued: Buffer[] | null = null;
+  /** Reads in a row that did not need a large buffer (shrinks it back). */
+  private smallReads = 0;
+
+  /** The socket's `onread` option. */
+  readonly options: net.OnReadOpts = {
+    buffer: () => this.buf,
+    callback: (n: number): boolean => this.onRead(n),
+  };
+
+  /** Current read buffer size (tests, diagnostics). */
+  get bufferSize(): number {
+    return this.buf.length;
+  }
+
+  /** Routes chunks to `fn` (first the ones queued before), until detach(). */
+  attach(fn: ChunkConsumer): void {
+    this.consumer = fn;
+    const q = this.queued;
+    this.queued = null;
+    if (q !== null) for (const c of q) fn(c);
+  }
+
+  private onRead(n: number): boolean {
+    const size = this.buf.length;
+    let chunk: Buffer;
+    if (n === size) {
+      // Filled: hand the buffer over and read more at once next time.
+      chunk = this.buf;
+      this.smallReads = 0;
+      this.buf = Buffer.allocUnsafeSlow(size < MAX_READ ? size * 2 : size);
+    } else if (n <= MIN_READ) {
+      // Copy out and keep the buffer: small reads never pin a large one.
+      chunk = Buffer.allocUnsafe(n);
+      this.buf.copy(chunk, 0, 0, n);
+      if (size > MIN_READ && ++this.smallReads >= SHRINK_AFTER) {
+        this.buf = Buffer.allocUnsafeSlow(MIN_READ);
+        this.smallReads = 0;
+      }
+    } else {
+      chunk = this.buf.subarray(0, n);
+      this.smallReads = 0;
+      this.buf = Buffer.allocUnsafeSlow(size);
+    }
+    const fn = this.consumer;
+    if (fn === null) {
+      (this.queued ??= []).push(chunk);
+      return true;
+    }
+    return fn(chunk);
+  }
+}
+
+/** Connect options for a socket read through `reader`. */
+export function withReader<T extends net.NetConnectOpts>(opts: T, reader: SocketReader): T {
+  return { ...opts, onread: reader.options };
+}
+
+interface SocketInternals {
+  _handle: unknown;
+  _server: (net.Server & { _connections: number }) | null;
+  server: net.Server | null;
+}
+
+/**
+ * A socket a net.Server accepted (created with `pauseOnConnect: true`), re-made
+ * around the same OS handle so it reads through `reader` — net.Server has no
+ * `onread` option. The returned socket takes over the server's connection
+ * count; the original object is left inert. Returns null (use the original)
+ * if the socket was already read from or closed.
+ */
+export function adoptAccepted(sock: net.Socket, reader: SocketReader, opts: { allowHalfOpen: boolean }): net.Socket | null {
+  const old = sock as unknown as SocketInternals;
+  const handle = old._handle;
+  if (handle === null || handle === undefined || sock.destroyed || sock.readableFlowing === true || sock.readableLength > 0) return null;
+  const fresh = new net.Socket({
+    handle,
+    onread: reader.options,
+    allowHalfOpen: opts.allowHalfOpen,
+    pauseOnCreate: true,
+    readable: true,
+    writable: true,
+  } as net.SocketConstructorOpts) as net.Socket & SocketInternals;
+  const server = old._server;
+  old._handle = null;
+  old._server = null;
+  old.server = null;
+  fresh._server = server;
+  fresh.server = server;
+  return fresh;
+}
