@@ -9,6 +9,9 @@
  * One parser serves one upstream stream for its whole life: reset() before
  * each request, execute() with every chunk, finish() at end of stream.
  * Errors carry llhttp-style codes (HPE_*), which the proxy names in its 502.
+ * Field values and the reason phrase are passed on unchecked for control
+ * characters: node's res.writeHead() validates them when the head is
+ * forwarded (the proxy turns its refusal into the same 502).
  */
 
 /** The head of a final (non-1xx) response. */
@@ -288,21 +291,21 @@ export class ResponseParser {
   }
 
   private parseHead(text: string): void {
-    // Lines end in CRLF or a bare LF; the block ends with an empty line.
-    const lines = text.split('\n');
-    let status = lines[0]!;
-    if (status.endsWith('\r')) status = status.slice(0, -1);
-    if (status.length < 12 || !status.startsWith('HTTP/1.') || status.charCodeAt(8) !== 0x20) throw new ResponseParseError('HPE_INVALID_CONSTANT', 'invalid status line');
-    const minor = status.charCodeAt(7);
+    // Lines end in CRLF or a bare LF; the block ends with an empty line. Indices, not split(): no garbage per line.
+    let nl = text.indexOf('\n');
+    const statusEnd = nl > 0 && text.charCodeAt(nl - 1) === CR ? nl - 1 : nl;
+    if (statusEnd < 12 || !text.startsWith('HTTP/1.') || text.charCodeAt(8) !== 0x20) throw new ResponseParseError('HPE_INVALID_CONSTANT', 'invalid status line');
+    const minor = text.charCodeAt(7);
     if (minor !== 0x30 && minor !== 0x31) throw new ResponseParseError('HPE_INVALID_VERSION', 'unsupported HTTP version');
-    const d0 = status.charCodeAt(9) - 48;
-    const d1 = status.charCodeAt(10) - 48;
-    const d2 = status.charCodeAt(11) - 48;
+    const d0 = text.charCodeAt(9) - 48;
+    const d1 = text.charCodeAt(10) - 48;
+    const d2 = text.charCodeAt(11) - 48;
     if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) throw new ResponseParseError('HPE_INVALID_STATUS', 'invalid status code');
-    if (status.length > 12 && status.charCodeAt(12) !== 0x20) throw new ResponseParseError('HPE_INVALID_STATUS', 'invalid status code');
+    if (statusEnd > 12 && text.charCodeAt(12) !== 0x20) throw new ResponseParseError('HPE_INVALID_STATUS', 'invalid status code');
     const statusCode = d0 * 100 + d1 * 10 + d2;
-    const statusMessage = status.length > 13 ? status.slice(13) : '';
-    if (/[\x00-\x08\x0a-\x1f\x7f]/.test(statusMessage)) throw new ResponseParseError('HPE_INVALID_STATUS', 'invalid reason phrase');
+    // Control characters in the reason phrase and field values are not checked here: they cannot move a
+    // message boundary (lines end at LF), and res.writeHead() refuses them when the head is forwarded.
+    const statusMessage = statusEnd > 13 ? text.slice(13, statusEnd) : '';
 
     const raw: string[] = [];
     let contentLength = -1;
@@ -311,24 +314,29 @@ export class ResponseParser {
     let close = minor === 0x30;
     let contentType: string | undefined;
     let contentDisposition: string | undefined;
-    // The last element is '' (after the final LF) and the one before it the empty line.
-    const last = lines.length - 2;
-    for (let i = 1; i < last; i++) {
-      let line = lines[i]!;
-      if (line.endsWith('\r')) line = line.slice(0, -1);
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header line');
-      for (let k = 0; k < colon; k++) {
-        if (TOKEN[line.charCodeAt(k)] !== 1) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header name');
+    for (;;) {
+      const start = nl + 1;
+      nl = text.indexOf('\n', start);
+      if (nl < 0) break; // not reached: the block ends with an empty line
+      const end = nl > start && text.charCodeAt(nl - 1) === CR ? nl - 1 : nl;
+      if (end === start) break; // the empty line
+      const colon = text.indexOf(':', start);
+      if (colon <= start || colon >= end) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header line');
+      for (let k = start; k < colon; k++) {
+        if (TOKEN[text.charCodeAt(k)] !== 1) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header name');
       }
-      const name = line.slice(0, colon);
-      const value = line.slice(colon + 1).trim();
-      if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header value');
+      // Optional whitespace (SP / HTAB) around the value.
+      let vs = colon + 1;
+      let ve = end;
+      while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
+      while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
+      const name = text.slice(start, colon);
+      const value = text.slice(vs, ve);
       raw.push(name, value);
       // Framing and connection headers, by length first (cheap).
-      switch (name.length) {
+      switch (colon - start) {
         case 10:
-          if (name.toLowerCase() === 'connection' && /(?:^|,)\s*close\s*(?:,|$)/i.test(value)) close = true;
+          if (name.toLowerCase() === 'connection' && /(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
           break;
         case 12:
           if (name.toLowerCase() === 'content-type') contentType = value;
@@ -344,7 +352,7 @@ export class ResponseParser {
           if (name.toLowerCase() === 'transfer-encoding') {
             transferEncoding = true;
             // Chunked must be the final coding; anything after it means "until close".
-            chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+            chunked = /(?:^|,)[ \t]*chunked$/i.test(value);
           }
           break;
         case 19:
@@ -378,8 +386,24 @@ export class ResponseParser {
   }
 }
 
+/** SP or HTAB. */
+function isOws(c: number): boolean {
+  return c === 0x20 || c === 0x09;
+}
+
 /** Content-Length value: digits, or a list of identical digit strings ("5, 5"); -1 when invalid. */
 function parseContentLength(v: string): number {
+  // Fast path: plain digits.
+  if (v.length > 0 && v.length <= 15) {
+    let n = 0;
+    let i = 0;
+    for (; i < v.length; i++) {
+      const c = v.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) break;
+      n = n * 10 + c;
+    }
+    if (i === v.length) return n;
+  }
   let n = -1;
   for (const part of v.split(',')) {
     const p = part.trim();

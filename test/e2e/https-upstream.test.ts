@@ -106,6 +106,9 @@ const app = net.createServer((sock) => {
       case '/garbage':
         send('SPDY/3 OK\r\n\r\n');
         return;
+      case '/control-char':
+        send('HTTP/1.1 200 OK\r\nX-Bad: a\x01b\r\nContent-Length: 2\r\n\r\nok');
+        return;
       case '/huge-head':
         send(`HTTP/1.1 200 OK\r\nX-Huge: ${'h'.repeat(70 * 1024)}\r\nContent-Length: 0\r\n\r\n`);
         return;
@@ -177,6 +180,9 @@ t.test('malformed, oversized and missing answers are 502s that say why', async (
   const garbage = await webRequest(relay, host, { path: '/garbage', headers: json });
   t.equal(garbage.status, 502);
   t.match(JSON.parse(garbage.body.toString()).error.message, /sent an invalid HTTP response \(HPE_/);
+  const control = await webRequest(relay, host, { path: '/control-char', headers: json });
+  t.equal(control.status, 502, 'a control character in a header value');
+  t.match(JSON.parse(control.body.toString()).error.message, /sent an invalid HTTP response \(HPE_INVALID_HEADER_TOKEN\)/);
   const huge = await webRequest(relay, host, { path: '/huge-head', headers: json });
   t.equal(huge.status, 502);
   t.match(JSON.parse(huge.body.toString()).error.message, /HPE_HEADER_OVERFLOW/);
