@@ -40,8 +40,11 @@ export const DEFAULT_MAX_STREAM_WINDOW = 4 * 1024 * 1024;
 export const MAX_WINDOW = 0xffff_ffff;
 /** Largest stream id; after it the session cannot open more streams. */
 export const MAX_STREAM_ID = 0xffff_ffff;
-/** Largest data payload we put in one frame (keeps streams interleaved fairly). */
-export const MAX_DATA_FRAME = 64 * 1024;
+/**
+ * Largest data payload we put in one frame: one SocketReader read (256 KiB)
+ * goes out as one frame; still small enough to interleave streams fairly.
+ */
+export const MAX_DATA_FRAME = 256 * 1024;
 /** Payloads up to this size are copied next to their header (one socket write). */
 export const SMALL_PAYLOAD = 2048;
 

@@ -19,6 +19,7 @@ import {
 import { FrameDecoder } from './decoder.js';
 import { encodeHeader, type FrameHeader } from './frame.js';
 import { MuxStream } from './stream.js';
+import { claimHeadroom, releaseRead } from '../util/socket-reader.js';
 
 export interface SessionOptions {
   /** Client opens odd stream ids, server even. */
@@ -369,6 +370,11 @@ export class Session extends EventEmitter {
       encodeHeader(buf, 0, type, flags, streamId, length);
       payload.copy(buf, HEADER_LENGTH);
       ok = socket.write(buf);
+    } else if (claimHeadroom(payload)) {
+      // A SocketReader chunk: the header goes into the free bytes in front of it.
+      const framed = Buffer.from(payload.buffer, payload.byteOffset - HEADER_LENGTH, payload.length + HEADER_LENGTH);
+      encodeHeader(framed, 0, type, flags, streamId, length);
+      ok = socket.write(framed, () => releaseRead(payload));
     } else {
       const hdr = this.alloc(HEADER_LENGTH);
       encodeHeader(hdr, 0, type, flags, streamId, length);

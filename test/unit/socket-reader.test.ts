@@ -6,8 +6,11 @@ import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
-import { adoptAccepted, MAX_READ, MIN_READ, SocketReader, withReader } from '../../shared/util/socket-reader.js';
+import type { Duplex } from 'node:stream';
+import { adoptAccepted, claimHeadroom, HEADROOM, MAX_READ, MIN_READ, releaseRead, SocketReader, withReader } from '../../shared/util/socket-reader.js';
 import { splice } from '../../shared/util/splice.js';
+import { FrameType, HEADER_LENGTH, Session } from '../../shared/mux/index.js';
+import { socketPair } from '../helpers/socket-pair.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -131,4 +134,66 @@ t.test('adoptAccepted + splice with readers on both sides: an echo round trip is
   client.destroy();
   await new Promise<void>((r) => front.close(() => r()));
   t.pass('server.close() completes once the adopted socket closed (count handed over)');
+});
+
+t.test('reader chunks through a mux session: header written into the headroom (one socket write per frame), bytes exact', async (t) => {
+  t.ok(HEADROOM >= HEADER_LENGTH, 'headroom fits a yamux header');
+  const [cs, ss] = await socketPair(t);
+  const client = new Session(cs, { isClient: true });
+  const server = new Session(ss, { isClient: false });
+  t.teardown(() => {
+    client.destroy();
+    server.destroy();
+  });
+  // Count the buffers the client session hands to its socket and how many are framed chunks.
+  let framedWrites = 0;
+  const origWrite = cs.write.bind(cs) as (b: Buffer) => boolean;
+  (cs as unknown as { write: (b: Buffer) => boolean }).write = (b: Buffer) => {
+    if (b.length > 64 * 1024 && b[0] === 0 && b[1] === FrameType.Data) framedWrites++;
+    return origWrite(b);
+  };
+  const payload = randomBytes(8 * 1024 * 1024);
+  const source = net.createServer((s) => s.end(payload));
+  const port = await listen(source);
+  t.teardown(() => source.close());
+  const reader = new SocketReader();
+  const sock = net.connect(withReader({ port, host: '127.0.0.1', allowHalfOpen: true }, reader));
+  await once(sock, 'connect');
+  const st = client.open();
+  const accepted = (await once(server, 'stream')) as [Duplex];
+  const got: Buffer[] = [];
+  accepted[0].on('data', (d: Buffer) => got.push(d));
+  splice(sock, st, undefined, undefined, { a: reader });
+  accepted[0].resume();
+  await once(accepted[0], 'end');
+  accepted[0].end();
+  t.equal(sha(Buffer.concat(got)), sha(payload), '8 MiB intact through reader -> mux');
+  t.ok(framedWrites > 0, `large frames went out as one buffer with their header (${framedWrites})`);
+  t.notOk(claimHeadroom(Buffer.alloc(10)), 'an ordinary buffer has no headroom');
+});
+
+t.test('releaseRead recycles full-size read buffers, and only those', async (t) => {
+  const payload = randomBytes(4 * 1024 * 1024);
+  const server = net.createServer((s) => s.end(payload));
+  const port = await listen(server);
+  t.teardown(() => server.close());
+  const reader = new SocketReader();
+  const sock = net.connect(withReader({ port, host: '127.0.0.1' }, reader));
+  const hashes = createHash('sha256');
+  const seen = new Set<ArrayBufferLike>();
+  let fullChunks = 0;
+  reader.attach((c) => {
+    hashes.update(c);
+    if (c.length === MAX_READ) fullChunks++;
+    seen.add(c.buffer);
+    releaseRead(c); // consumed synchronously: safe to recycle at once
+    return true;
+  });
+  sock.resume();
+  await once(sock, 'end');
+  t.equal(hashes.digest('hex'), sha(payload), 'bytes intact although buffers are reused');
+  t.ok(fullChunks > 4, `several full reads (${fullChunks})`);
+  t.ok(seen.size < fullChunks, `full-size buffers were reused (${seen.size} distinct for ${fullChunks} full reads)`);
+  releaseRead(Buffer.alloc(100)); // not a reader buffer: ignored
+  t.pass('a foreign buffer is ignored');
 });
