@@ -26,6 +26,12 @@ const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
 type Labeled<T> = T extends { labels(...a: never[]): infer C } ? C : never;
 
+/**
+ * An access-log entry as the ring keeps it: the timestamp stays a number
+ * (epoch ms) until the entry is read, so requests do not format dates.
+ */
+export type LoggedRequest = Omit<AccessLogEntry, 'timestamp'> & { timestamp: string | number };
+
 /** The statistics of one mapping. */
 export class MappingUsage {
   totalRequests = 0;
@@ -38,7 +44,7 @@ export class MappingUsage {
   openConnections = 0;
   visitors = new HyperLogLog();
   /** Ring buffer of the last ACCESS_LOG_SIZE entries; `next` is where the next one goes. */
-  private log: AccessLogEntry[] = [];
+  private log: LoggedRequest[] = [];
   private next = 0;
   dirty = false;
   // prom-client children, resolved once per mapping (label hashing off the hot path).
@@ -81,7 +87,7 @@ export class MappingUsage {
     if (inBytes > 0 || outBytes > 0) this.dirty = true;
   }
 
-  pushLog(e: AccessLogEntry): void {
+  pushLog(e: LoggedRequest): void {
     if (this.log.length < ACCESS_LOG_SIZE) this.log.push(e);
     else this.log[this.next] = e;
     this.next = (this.next + 1) % ACCESS_LOG_SIZE;
@@ -91,7 +97,12 @@ export class MappingUsage {
   recentLogs(limit = ACCESS_LOG_SIZE): AccessLogEntry[] {
     const n = this.log.length;
     const out: AccessLogEntry[] = [];
-    for (let i = 1; i <= Math.min(limit, n); i++) out.push(this.log[(this.next - i + n * 2) % n]!);
+    for (let i = 1; i <= Math.min(limit, n); i++) {
+      const e = this.log[(this.next - i + n * 2) % n]!;
+      // Formatted once, on first read.
+      if (typeof e.timestamp === 'number') e.timestamp = new Date(e.timestamp).toISOString();
+      out.push(e as AccessLogEntry);
+    }
     return out;
   }
 
@@ -229,8 +240,9 @@ export class UsageStats {
     const clientIp = normalizeIp(req.socket.remoteAddress);
     const user = requestUser(req);
     const path = redactPath(req.url);
-    const entry: AccessLogEntry = {
-      timestamp: new Date().toISOString(),
+    const now = Date.now();
+    const entry: LoggedRequest = {
+      timestamp: now,
       client_ip: clientIp,
       user,
       method: req.method ?? 'GET',
@@ -244,7 +256,7 @@ export class UsageStats {
       u.totalRequests++;
       u.responseTimeMsSum += ms;
       u.responseCount++;
-      u.lastAccessed = Date.now();
+      u.lastAccessed = now;
       u.visitors.add(user ? `u:${user}` : clientIp);
       u.pushLog(entry);
       u.dirty = true;
@@ -255,10 +267,13 @@ export class UsageStats {
     } else {
       metrics.requests.inc({ server: '', mapping: '', status_class: `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx` });
     }
-    this.accessLog.info(
-      { server: u?.serverId, mapping: u?.mappingId, ...entry, bytes_in: obs.bytesIn, bytes_out: obs.bytesOut },
-      'access',
-    );
+    // The pino line (skipped without building it when the level is above info).
+    if (this.accessLog.isLevelEnabled('info')) {
+      this.accessLog.info(
+        { server: u?.serverId, mapping: u?.mappingId, ...entry, timestamp: new Date(now).toISOString(), bytes_in: obs.bytesIn, bytes_out: obs.bytesOut },
+        'access',
+      );
+    }
   }
 
   // ---- raw TCP connections and WebSocket tunnels ----
