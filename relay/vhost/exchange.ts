@@ -259,6 +259,9 @@ export class ProxyExchange implements UpstreamExchange {
     const conn = this.conn;
     this.conn = null;
     conn?.destroy();
+    if (this.settled) return;
+    // Decided: a stream that opens after this goes back to the pool, a late answer is dropped.
+    this.settled = true;
     const res = this.res;
     if (!res.headersSent) {
       const { route } = this.init;
