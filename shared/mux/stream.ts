@@ -39,6 +39,8 @@ export class MuxStream extends Duplex {
   private received = 0;
   /** Consumed bytes already returned to the peer as window credit. */
   private credited = 0;
+  /** Bytes read out but still buffered downstream (see holdCredit), or null. */
+  private held: (() => number) | null = null;
   /** The chunk being written, how far it went and its callback. */
   private wChunk: Buffer | null = null;
   private wOff = 0;
@@ -84,13 +86,30 @@ export class MuxStream extends Duplex {
    */
   private _returnCredit(): void {
     if (this._remoteClosed || this.destroyed) return;
-    const consumed = this.received - this.readableLength;
+    const held = this.held;
+    const consumed = this.received - this.readableLength - (held === null ? 0 : held());
     const owed = consumed - this.credited;
     if (owed >= this.session._creditThreshold) {
       this.credited = consumed;
       this._recvWindow += owed;
       this.session._sendWindowUpdate(this, owed);
     }
+  }
+
+  /**
+   * Counts `bytes()` (data read out of this stream but still queued downstream,
+   * e.g. in the socket splice writes it to) as not consumed: credit goes back
+   * only for data that left the process, so stream buffer + downstream buffer
+   * stay within one window. Call recheckCredit() when the downstream buffer
+   * shrinks (its write callbacks).
+   */
+  holdCredit(bytes: () => number): void {
+    this.held = bytes;
+  }
+
+  /** Returns credit that became due since the downstream buffer shrank. */
+  recheckCredit(): void {
+    if (this.received !== this.credited) this._returnCredit();
   }
 
   // read() is where consumption happens in every reading mode (flowing, paused,

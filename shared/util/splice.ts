@@ -76,11 +76,30 @@ export function splice(
   return stats;
 }
 
-/** Bytes a pump lets a destination buffer before pausing its source (see onData). */
-const PUMP_BUDGET = 64 * 1024;
+/**
+ * Bytes a pump lets a destination buffer before pausing its source (see
+ * onData). A mux stream source does not credit its peer for what sits here
+ * (holdCredit), so this adds nothing to the per-stream memory bound.
+ */
+const PUMP_BUDGET = 256 * 1024;
+
+/** A source whose flow-control credit waits for downstream delivery (MuxStream). */
+interface CreditHolder {
+  holdCredit(bytes: () => number): void;
+  recheckCredit(): void;
+}
+
+function isCreditHolder(s: Duplex): s is Duplex & CreditHolder {
+  return typeof (s as Partial<CreditHolder>).holdCredit === 'function';
+}
 
 /** src -> dst with backpressure, same-tick coalescing, and end propagation. */
 function pump(src: Duplex, dst: Duplex, count: (n: number) => void): void {
+  let afterWrite: (() => void) | undefined;
+  if (isCreditHolder(src)) {
+    src.holdCredit(() => dst.writableLength);
+    afterWrite = () => src.recheckCredit();
+  }
   let corked = false;
   const uncork = () => {
     corked = false;
@@ -97,7 +116,7 @@ function pump(src: Duplex, dst: Duplex, count: (n: number) => void): void {
     // write() says "wait" at the socket's 16 KiB high-water mark, i.e. after every
     // TLS record; waiting there sends one record per drain cycle. Pause at our own
     // budget instead ('drain' still comes: the write that crossed it returned false).
-    if (!dst.write(chunk) && dst.writableLength >= PUMP_BUDGET) src.pause();
+    if (!dst.write(chunk, afterWrite) && dst.writableLength >= PUMP_BUDGET) src.pause();
   };
   const onDrain = () => src.resume();
   src.on('data', onData);
