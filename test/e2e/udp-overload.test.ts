@@ -96,7 +96,9 @@ t.test('agent frozen under a flood: relay memory bounded, oldest dropped and cou
   t.comment(`relay RSS ${(before / MiB).toFixed(1)} MiB before, peak ${(peak / MiB).toFixed(1)} MiB (+${(growth / MiB).toFixed(1)} MiB)`);
   t.equal(closed.length, FLOWS, 'each flow logged its counters when it expired');
   t.ok(warn, 'the relay warned about the overload');
-  t.ok(relayDrops > offered / 2, `the relay's drop counter rose (${relayDrops} of ${offered})`);
+  // Measured against what reached the relay process: under CPU pressure the kernel drops part of
+  // the flood at the relay's socket already, and those never reach the relay's counters.
+  t.ok(relayDrops > relayIn / 2, `the relay dropped most of what it received while the agent was frozen (${relayDrops} of ${relayIn}; ${offered} offered)`);
   t.ok(delivered < offered, 'fewer delivered than offered: queues did not grow to hold the flood');
   t.ok(growth < 64 * MiB, `relay RSS grew by less than 64 MiB (+${(growth / MiB).toFixed(1)} MiB) while ${((offered * SIZE) / MiB).toFixed(0)} MiB were offered`);
   for (let f = 0; f < FLOWS; f++) t.equal(lastSeen[f], sent[f]! - 1, `flow ${f}: the newest datagram (#${sent[f]! - 1}) arrived — drop-oldest, not tail drop`);
