@@ -1,9 +1,9 @@
 /**
- * Request forwarding: Host -> route -> agent session -> a pooled mux stream
- * speaking HTTP/1.1 to the app. Bodies are piped both ways (backpressure from
- * the client's TCP window through the mux window to the app and back), never
- * buffered; idle timeouts follow the traffic class and are re-set when the
- * response headers arrive. Upgrades (WebSocket) become raw byte tunnels.
+ * Request forwarding: Host -> route -> access control -> agent session, then
+ * one ProxyExchange per request (exchange.ts: the request head serialised
+ * here, a pooled mux stream speaking HTTP/1.1 to the app, bodies forwarded
+ * with backpressure both ways, idle timeouts by traffic class). Upgrades
+ * (WebSocket) become raw byte tunnels.
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';

@@ -85,7 +85,6 @@ export class ResponseParser {
   private pending: Buffer = EMPTY;
   private remaining = 0;
   private digits = 0;
-  private keepAlive = false;
 
   constructor(
     private readonly sink: ResponseSink,
@@ -99,7 +98,6 @@ export class ResponseParser {
     this.pending = EMPTY;
     this.remaining = 0;
     this.digits = 0;
-    this.keepAlive = false;
   }
 
   /** True once the whole response (head and body) was parsed. */
@@ -377,11 +375,10 @@ export class ResponseParser {
       next = State.UntilClose;
       close = true;
     }
-    this.keepAlive = !close;
     this.remaining = next === State.Length ? contentLength : 0;
     this.digits = 0;
     this.state = next;
-    this.sink.onHead({ statusCode, statusMessage, rawHeaders: raw, contentType, contentDisposition, keepAlive: this.keepAlive });
+    this.sink.onHead({ statusCode, statusMessage, rawHeaders: raw, contentType, contentDisposition, keepAlive: !close });
     if (next === State.Done) this.sink.onComplete();
   }
 }
