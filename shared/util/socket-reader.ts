@@ -4,9 +4,9 @@
  *
  * A bulk transfer grows the read buffer to 256 KiB, so one read() becomes one
  * burst of mux frames and one TLS write: a quarter of the syscalls, event-loop
- * turns and wake-ups of the peer per byte. Interactive traffic keeps a 16 KiB
- * buffer, and reads of up to 16 KiB are copied out so the buffer is reused
- * (an idle socket pins 16 KiB, never a large buffer).
+ * turns and wake-ups of the peer per byte. Interactive traffic reads into
+ * one 16 KiB buffer shared by all sockets and is copied out, so an idle
+ * socket pins no buffer at all.
  *
  * Use: create the reader, pass `reader.options` as the socket's `onread`
  * (net.connect), or adopt an accepted socket with adoptAccepted(); then
@@ -57,14 +57,27 @@ export function releaseRead(chunk: Buffer): void {
   }
 }
 export const MAX_READ = 256 * 1024;
-/** Small reads in a row after which a grown buffer goes back to MIN_READ. */
+/** Small reads in a row after which a socket's own buffer goes back to the pool. */
 const SHRINK_AFTER = 4;
+
+/**
+ * The MIN_READ buffer all readers without one of their own read into. Safe to
+ * share: a read fills it and its callback copies the bytes out before any
+ * other socket reads.
+ */
+const shared = allocRead(MIN_READ);
+
+function copyOut(buf: Buffer, n: number): Buffer {
+  const chunk = Buffer.allocUnsafe(n);
+  buf.copy(chunk, 0, 0, n);
+  return chunk;
+}
 
 /** Called with each chunk read; return false to stop reading until `resume()`. */
 export type ChunkConsumer = (chunk: Buffer) => boolean;
 
 export class SocketReader {
-  private buf: Buffer = allocRead(MIN_READ);
+  private buf: Buffer = shared;
   private consumer: ChunkConsumer | null = null;
   private queued: Buffer[] | null = null;
   /** Reads in a row that did not need a large buffer (shrinks it back). */
@@ -75,6 +88,11 @@ export class SocketReader {
     buffer: () => this.buf,
     callback: (n: number): boolean => this.onRead(n),
   };
+
+  /** False while reading into the shared buffer (idle or interactive), true during bulk reads. */
+  get ownsBuffer(): boolean {
+    return this.buf !== shared;
+  }
 
   /** Current read buffer size (tests, diagnostics). */
   get bufferSize(): number {
@@ -90,24 +108,30 @@ export class SocketReader {
   }
 
   private onRead(n: number): boolean {
-    const size = this.buf.length;
+    const buf = this.buf;
+    const size = buf.length;
     let chunk: Buffer;
-    if (n === size) {
+    if (buf === shared) {
+      // Every reader starts on the shared buffer (an idle socket pins nothing):
+      // copy out; a read that filled it moves this socket to a buffer of its own.
+      chunk = copyOut(buf, n);
+      if (n === size) this.buf = allocRead(2 * MIN_READ);
+    } else if (n === size) {
       // Filled: hand the buffer over and read more at once next time.
-      chunk = this.buf;
+      chunk = buf;
       withHeadroom.add(chunk);
       this.smallReads = 0;
       this.buf = allocRead(size < MAX_READ ? size * 2 : size);
     } else if (n <= MIN_READ) {
-      // Copy out and keep the buffer: small reads never pin a large one.
-      chunk = Buffer.allocUnsafe(n);
-      this.buf.copy(chunk, 0, 0, n);
-      if (size > MIN_READ && ++this.smallReads >= SHRINK_AFTER) {
-        this.buf = allocRead(MIN_READ);
+      // A trickle: copy out; after a few, give the own buffer back and use the shared one.
+      chunk = copyOut(buf, n);
+      if (++this.smallReads >= SHRINK_AFTER) {
+        releaseRead(buf);
+        this.buf = shared;
         this.smallReads = 0;
       }
     } else {
-      chunk = this.buf.subarray(0, n);
+      chunk = buf.subarray(0, n);
       withHeadroom.add(chunk);
       this.smallReads = 0;
       this.buf = allocRead(size);

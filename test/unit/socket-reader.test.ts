@@ -40,9 +40,11 @@ t.test('bulk reads grow to MAX_READ, small reads copy out and shrink the buffer 
     if (got === payload.length) gotAll();
     return true;
   });
+  t.notOk(reader.ownsBuffer, 'a new reader pins no buffer of its own');
   const sock = net.connect(withReader({ port, host: '127.0.0.1' }, reader));
   t.teardown(() => sock.destroy());
   await all;
+  t.ok(reader.ownsBuffer, 'bulk reads use a buffer of its own');
   t.equal(sha(Buffer.concat(chunks)), sha(payload), '8 MiB arrive intact');
   t.equal(Math.max(...chunks.map((c) => c.length)), MAX_READ, 'a bulk transfer reads 256 KiB at a time');
   t.equal(reader.bufferSize, MAX_READ);
@@ -55,6 +57,7 @@ t.test('bulk reads grow to MAX_READ, small reads copy out and shrink the buffer 
   const small = chunks.slice(before);
   t.ok(small.every((c) => c.length <= 100 && c.buffer.byteLength < MAX_READ), 'small reads do not pin the large buffer');
   t.equal(reader.bufferSize, MIN_READ, 'buffer shrank back after a few small reads');
+  t.notOk(reader.ownsBuffer, '... to the shared one');
 });
 
 t.test('a consumer returning false stops reading until resume()', async (t) => {
