@@ -1,11 +1,14 @@
 // CPU cost per GiB (and throughput) of one iperf3 stream through the tunnel,
 // read from /proc/<pid>/stat of each process, so optimisations can be compared
 // on a shared, noisy machine where wall-clock rates swing by ±20 %.
-//   node dist/test/bench/cpu-cost.js [--gib=2] [--reverse] [--streams=1] [--reps=3]
-// Loopback only; needs iperf3. Prints one line per repetition and the medians.
-import { readFileSync } from 'node:fs';
+//   node dist/test/bench/cpu-cost.js [--gib=2] [--reverse] [--streams=1] [--reps=3] [--path=portico|ssh|ssh-aes]
+// Loopback only; needs iperf3 (and sshd/ssh for the ssh paths, whose "relay"
+// is every sshd process and "agent" every ssh process). Prints one line per
+// repetition and the medians.
+import { readdirSync, readFileSync } from 'node:fs';
 import { portico, LOCAL_HOST } from './peers/portico.js';
-import { cleanupAll, spawnTracked, which } from './peers/proc.js';
+import { sshAes, sshDefault } from './peers/ssh-r.js';
+import { cleanupAll, freePort, spawnTracked, which } from './peers/proc.js';
 import { startIperf3Server } from './load/iperf3.js';
 
 const TICKS = 100; // USER_HZ on Linux
@@ -19,6 +22,20 @@ function cpuSeconds(pid: number | undefined): number {
   } catch {
     return NaN;
   }
+}
+
+/** CPU seconds of all processes with this command name (the ssh paths' sshd / ssh). */
+function cpuOfComm(comm: string): number {
+  let sum = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === comm) sum += cpuSeconds(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return sum;
 }
 
 function arg(name: string, def: string): string {
@@ -38,17 +55,21 @@ async function main(): Promise<void> {
   const reps = Number(arg('reps', '3'));
   const streams = Number(arg('streams', '1'));
   const reverse = process.argv.includes('--reverse');
-  const inst = await portico.open({ targetHost: LOCAL_HOST });
-  const port = inst.targetPorts![0]!;
+  const pathName = arg('path', 'portico');
+  const adapter = pathName === 'ssh' ? sshDefault : pathName === 'ssh-aes' ? sshAes : portico;
+  const inst = await adapter.open({ targetHost: LOCAL_HOST });
+  const port = inst.targetPorts?.[0] ?? (await freePort(LOCAL_HOST));
   const srv = await startIperf3Server(LOCAL_HOST, port);
   const fwd = await inst.start({ targetHost: LOCAL_HOST, targetPort: port });
   const relayPid = inst.info.relayPid as number | undefined;
   const agentPid = inst.info.agentPid as number | undefined;
-  process.stderr.write(`pids: relay ${relayPid} agent ${agentPid}\n`);
+  const relayCpu = adapter === portico ? () => cpuSeconds(relayPid) : () => cpuOfComm('sshd');
+  const agentCpu = adapter === portico ? () => cpuSeconds(agentPid) : () => cpuOfComm('ssh');
+  process.stderr.write(`${adapter.label}: pids relay ${relayPid} agent ${agentPid}\n`);
   const rows: { mibs: number; relay: number; agent: number; iperfS: number; iperfC: number }[] = [];
   try {
     for (let r = 0; r < reps; r++) {
-      const before = { relay: cpuSeconds(relayPid), agent: cpuSeconds(agentPid), s: cpuSeconds(srv.proc.child.pid) };
+      const before = { relay: relayCpu(), agent: agentCpu(), s: cpuSeconds(srv.proc.child.pid) };
       const t0 = performance.now();
       const args = ['-c', fwd.host, '-p', String(fwd.port), '-n', `${gib}G`, '-P', String(streams), '-J'];
       if (reverse) args.push('-R');
@@ -64,8 +85,8 @@ async function main(): Promise<void> {
       const per = (x: number) => x / gib;
       const row = {
         mibs: (gib * 1024) / secs,
-        relay: per(cpuSeconds(relayPid) - before.relay),
-        agent: per(cpuSeconds(agentPid) - before.agent),
+        relay: per(relayCpu() - before.relay),
+        agent: per(agentCpu() - before.agent),
         iperfS: per(cpuSeconds(srv.proc.child.pid) - before.s),
         iperfC: per(cCpu),
       };
@@ -80,7 +101,7 @@ async function main(): Promise<void> {
   }
   const m = (k: keyof (typeof rows)[number]) => median(rows.map((x) => x[k]));
   process.stdout.write(
-    `median (${streams} stream${streams > 1 ? 's' : ''}${reverse ? ', reverse' : ''}): ${m('mibs').toFixed(0)} MiB/s; CPU s/GiB relay ${m('relay').toFixed(2)} agent ${m('agent').toFixed(2)} (sum ${(m('relay') + m('agent')).toFixed(2)})\n`,
+    `${adapter.label} median (${streams} stream${streams > 1 ? 's' : ''}${reverse ? ', reverse' : ''}): ${m('mibs').toFixed(0)} MiB/s; CPU s/GiB relay ${m('relay').toFixed(2)} agent ${m('agent').toFixed(2)} (sum ${(m('relay') + m('agent')).toFixed(2)})\n`,
   );
 }
 
