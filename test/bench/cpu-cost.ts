@@ -24,18 +24,41 @@ function cpuSeconds(pid: number | undefined): number {
   }
 }
 
-/** CPU seconds of all processes with this command name (the ssh paths' sshd / ssh). */
-function cpuOfComm(comm: string): number {
+/** Context switches (voluntary + involuntary) of a process, all its threads. */
+function switches(pid: number | undefined): number {
+  if (!pid) return NaN;
   let sum = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+      for (const m of st.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm)) sum += Number(m[1]);
+    }
+  } catch {
+    return NaN;
+  }
+  return sum;
+}
+
+function pidsOfComm(comm: string): number[] {
+  const out: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === comm) sum += cpuSeconds(Number(d));
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === comm) out.push(Number(d));
     } catch {
       // gone
     }
   }
-  return sum;
+  return out;
+}
+
+/** CPU seconds of all processes with this command name (the ssh paths' sshd / ssh). */
+function cpuOfComm(comm: string): number {
+  return pidsOfComm(comm).reduce((a, p) => a + cpuSeconds(p), 0);
+}
+
+function switchesOfComm(comm: string): number {
+  return pidsOfComm(comm).reduce((a, p) => a + switches(p), 0);
 }
 
 function arg(name: string, def: string): string {
@@ -65,11 +88,12 @@ async function main(): Promise<void> {
   const agentPid = inst.info.agentPid as number | undefined;
   const relayCpu = adapter === portico ? () => cpuSeconds(relayPid) : () => cpuOfComm('sshd');
   const agentCpu = adapter === portico ? () => cpuSeconds(agentPid) : () => cpuOfComm('ssh');
+  const ctx = adapter === portico ? () => switches(relayPid) + switches(agentPid) : () => switchesOfComm('sshd') + switchesOfComm('ssh');
   process.stderr.write(`${adapter.label}: pids relay ${relayPid} agent ${agentPid}\n`);
-  const rows: { mibs: number; relay: number; agent: number; iperfS: number; iperfC: number }[] = [];
+  const rows: { mibs: number; relay: number; agent: number; iperfS: number; iperfC: number; ctx: number }[] = [];
   try {
     for (let r = 0; r < reps; r++) {
-      const before = { relay: relayCpu(), agent: agentCpu(), s: cpuSeconds(srv.proc.child.pid) };
+      const before = { relay: relayCpu(), agent: agentCpu(), s: cpuSeconds(srv.proc.child.pid), ctx: ctx() };
       const t0 = performance.now();
       const args = ['-c', fwd.host, '-p', String(fwd.port), '-n', `${gib}G`, '-P', String(streams), '-J'];
       if (reverse) args.push('-R');
@@ -79,8 +103,18 @@ async function main(): Promise<void> {
         const v = cpuSeconds(c.child.pid);
         if (!Number.isNaN(v)) cCpu = v;
       }, 50);
-      await c.exited;
+      const code = await c.exited;
       clearInterval(poll);
+      let received = 0;
+      try {
+        received = (JSON.parse(c.stdout()) as { end?: { sum_received?: { bytes?: number } } }).end?.sum_received?.bytes ?? 0;
+      } catch {
+        // not JSON: failed
+      }
+      if (code !== 0 || received < gib * 1024 ** 3 * 0.99) {
+        process.stdout.write(`rep ${r + 1}: iperf3 failed (exit ${String(code)}, ${received} bytes received): ${c.output().slice(-300)}\n`);
+        continue;
+      }
       const secs = (performance.now() - t0) / 1000;
       const per = (x: number) => x / gib;
       const row = {
@@ -89,10 +123,11 @@ async function main(): Promise<void> {
         agent: per(agentCpu() - before.agent),
         iperfS: per(cpuSeconds(srv.proc.child.pid) - before.s),
         iperfC: per(cCpu),
+        ctx: per(ctx() - before.ctx),
       };
       rows.push(row);
       process.stdout.write(
-        `rep ${r + 1}: ${row.mibs.toFixed(0)} MiB/s; CPU s/GiB relay ${row.relay.toFixed(2)} agent ${row.agent.toFixed(2)} iperf3 -s ${row.iperfS.toFixed(2)} -c ≥${row.iperfC.toFixed(2)}\n`,
+        `rep ${r + 1}: ${row.mibs.toFixed(0)} MiB/s; CPU s/GiB relay ${row.relay.toFixed(2)} agent ${row.agent.toFixed(2)} iperf3 -s ${row.iperfS.toFixed(2)} -c ≥${row.iperfC.toFixed(2)}; context switches/GiB (tunnel processes) ${row.ctx.toFixed(0)}\n`,
       );
     }
   } finally {
@@ -101,7 +136,7 @@ async function main(): Promise<void> {
   }
   const m = (k: keyof (typeof rows)[number]) => median(rows.map((x) => x[k]));
   process.stdout.write(
-    `${adapter.label} median (${streams} stream${streams > 1 ? 's' : ''}${reverse ? ', reverse' : ''}): ${m('mibs').toFixed(0)} MiB/s; CPU s/GiB relay ${m('relay').toFixed(2)} agent ${m('agent').toFixed(2)} (sum ${(m('relay') + m('agent')).toFixed(2)})\n`,
+    `${adapter.label} median (${streams} stream${streams > 1 ? 's' : ''}${reverse ? ', reverse' : ''}): ${m('mibs').toFixed(0)} MiB/s; CPU s/GiB relay ${m('relay').toFixed(2)} agent ${m('agent').toFixed(2)} (sum ${(m('relay') + m('agent')).toFixed(2)}); ${m('ctx').toFixed(0)} context switches/GiB\n`,
   );
 }
 
