@@ -4,9 +4,12 @@
  *
  * A bulk transfer grows the read buffer to 256 KiB, so one read() becomes one
  * burst of mux frames and one TLS write: a quarter of the syscalls, event-loop
- * turns and wake-ups of the peer per byte. Interactive traffic reads into
- * one 16 KiB buffer shared by all sockets and is copied out, so an idle
- * socket pins no buffer at all.
+ * turns and wake-ups of the peer per byte. Every socket starts reading into
+ * one 64 KiB buffer shared by all sockets (Node's own read size; the bytes
+ * are copied out), so an idle socket pins no buffer and a short transfer
+ * costs no more reads than with Node's reads; a read that fills it moves the
+ * socket to its own 256 KiB buffer, taken from a small pool and given back
+ * when the socket goes quiet or closes (dispose()).
  *
  * Use: create the reader, pass `reader.options` as the socket's `onread`
  * (net.connect), or adopt an accepted socket with adoptAccepted(); then
@@ -15,7 +18,10 @@
  */
 import net from 'node:net';
 
+/** Reads up to this size are copied out of the buffer they landed in (a socket's own buffer is kept). */
 export const MIN_READ = 16 * 1024;
+/** The buffer every reader without one of its own reads into: Node's own read size. */
+export const SHARED_READ = 64 * 1024;
 /**
  * Free bytes kept in front of every buffer a reader hands over, so a framing
  * layer can write its header there and send header + payload as one buffer
@@ -32,7 +38,8 @@ export function claimHeadroom(b: Buffer): boolean {
 /**
  * Full-size read buffers given back by releaseRead(): a bulk transfer reuses a
  * few instead of allocating 256 KiB per read (which, at ~1 GB/s, kept V8's
- * major GC busy: ~30 % of the agent's CPU in perf).
+ * major GC busy: ~30 % of the agent's CPU in perf), and a short connection
+ * that filled the shared buffer borrows one instead of allocating it.
  */
 const pool: Buffer[] = [];
 const POOL_MAX = 32;
@@ -43,6 +50,11 @@ function allocRead(size: number): Buffer {
     if (b !== undefined) return b;
   }
   return Buffer.allocUnsafeSlow(size + HEADROOM).subarray(HEADROOM);
+}
+
+/** Buffers waiting in the pool (tests, diagnostics). */
+export function pooledReadBuffers(): number {
+  return pool.length;
 }
 
 /**
@@ -61,11 +73,11 @@ export const MAX_READ = 256 * 1024;
 const SHRINK_AFTER = 4;
 
 /**
- * The MIN_READ buffer all readers without one of their own read into. Safe to
+ * The SHARED_READ buffer all readers without one of their own read into. Safe to
  * share: a read fills it and its callback copies the bytes out before any
  * other socket reads.
  */
-const shared = allocRead(MIN_READ);
+const shared = allocRead(SHARED_READ);
 
 function copyOut(buf: Buffer, n: number): Buffer {
   const chunk = Buffer.allocUnsafe(n);
@@ -89,7 +101,7 @@ export class SocketReader {
     callback: (n: number): boolean => this.onRead(n),
   };
 
-  /** False while reading into the shared buffer (idle or interactive), true during bulk reads. */
+  /** False while reading into the shared buffer (idle, interactive, short transfers), true during bulk reads. */
   get ownsBuffer(): boolean {
     return this.buf !== shared;
   }
@@ -97,6 +109,12 @@ export class SocketReader {
   /** Current read buffer size (tests, diagnostics). */
   get bufferSize(): number {
     return this.buf.length;
+  }
+
+  /** The socket closed: its own buffer (never handed out) goes back to the pool. */
+  dispose(): void {
+    if (this.buf !== shared) releaseRead(this.buf);
+    this.buf = shared;
   }
 
   /** Routes chunks to `fn` (first the ones queued before), until detach(). */
@@ -113,15 +131,9 @@ export class SocketReader {
     let chunk: Buffer;
     if (buf === shared) {
       // Every reader starts on the shared buffer (an idle socket pins nothing):
-      // copy out; a read that filled it moves this socket to a buffer of its own.
+      // copy out; a read that filled it moves this socket to a pooled buffer of its own.
       chunk = copyOut(buf, n);
-      if (n === size) this.buf = allocRead(2 * MIN_READ);
-    } else if (n === size) {
-      // Filled: hand the buffer over and read more at once next time.
-      chunk = buf;
-      withHeadroom.add(chunk);
-      this.smallReads = 0;
-      this.buf = allocRead(size < MAX_READ ? size * 2 : size);
+      if (n === size) this.buf = allocRead(MAX_READ);
     } else if (n <= MIN_READ) {
       // A trickle: copy out; after a few, give the own buffer back and use the shared one.
       chunk = copyOut(buf, n);
@@ -131,10 +143,11 @@ export class SocketReader {
         this.smallReads = 0;
       }
     } else {
-      chunk = buf.subarray(0, n);
+      // Bulk: hand the buffer over (with its headroom) and read into the next one.
+      chunk = n === size ? buf : buf.subarray(0, n);
       withHeadroom.add(chunk);
       this.smallReads = 0;
-      this.buf = allocRead(size);
+      this.buf = allocRead(MAX_READ);
     }
     const fn = this.consumer;
     if (fn === null) {

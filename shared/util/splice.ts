@@ -39,6 +39,9 @@ export function splice(
   const finish = () => {
     if (done) return;
     done = true;
+    // Both sockets are closed: nothing reads into the readers' buffers any more.
+    readers?.a?.dispose();
+    readers?.b?.dispose();
     onDone?.(stats, firstErr);
   };
   const onClose = (self: Duplex, other: Duplex) => () => {

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { adoptAccepted, claimHeadroom, HEADROOM, MAX_READ, MIN_READ, releaseRead, SocketReader, withReader } from '../../shared/util/socket-reader.js';
+import { adoptAccepted, claimHeadroom, HEADROOM, MAX_READ, pooledReadBuffers, releaseRead, SHARED_READ, SocketReader, withReader } from '../../shared/util/socket-reader.js';
 import { splice } from '../../shared/util/splice.js';
 import { FrameType, HEADER_LENGTH, Session } from '../../shared/mux/index.js';
 import { socketPair } from '../helpers/socket-pair.js';
@@ -56,7 +56,7 @@ t.test('bulk reads grow to MAX_READ, small reads copy out and shrink the buffer 
   }
   const small = chunks.slice(before);
   t.ok(small.every((c) => c.length <= 100 && c.buffer.byteLength < MAX_READ), 'small reads do not pin the large buffer');
-  t.equal(reader.bufferSize, MIN_READ, 'buffer shrank back after a few small reads');
+  t.equal(reader.bufferSize, SHARED_READ, 'buffer shrank back after a few small reads');
   t.notOk(reader.ownsBuffer, '... to the shared one');
 });
 
@@ -199,4 +199,22 @@ t.test('releaseRead recycles full-size read buffers, and only those', async (t) 
   t.ok(seen.size < fullChunks, `full-size buffers were reused (${seen.size} distinct for ${fullChunks} full reads)`);
   releaseRead(Buffer.alloc(100)); // not a reader buffer: ignored
   t.pass('a foreign buffer is ignored');
+});
+
+t.test('dispose() gives a socket\'s own buffer back to the pool', async (t) => {
+  const server = net.createServer((s) => s.end(randomBytes(1024 * 1024)));
+  const port = await listen(server);
+  t.teardown(() => server.close());
+  const reader = new SocketReader();
+  reader.attach(() => true);
+  const sock = net.connect(withReader({ port, host: '127.0.0.1' }, reader));
+  sock.resume();
+  await once(sock, 'end');
+  t.ok(reader.ownsBuffer, 'a 1 MiB transfer moved the reader to a buffer of its own');
+  sock.destroy();
+  await once(sock, 'close');
+  const before = pooledReadBuffers();
+  reader.dispose();
+  t.equal(pooledReadBuffers(), before + 1, 'its buffer is pooled again');
+  t.notOk(reader.ownsBuffer);
 });
