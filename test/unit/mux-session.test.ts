@@ -6,27 +6,9 @@ import type { Duplex } from 'node:stream';
 import { PorticoError } from '../../shared/errors.js';
 import { encodeFrameHeader, Flag, FrameType, GoAwayCode, HEADER_LENGTH, Session, type MuxStream, type SessionOptions } from '../../shared/mux/index.js';
 import { socketPair } from '../helpers/socket-pair.js';
+import { sessionPair, type SessionPair as Pair } from '../helpers/session-pair.js';
 
 
-
-interface Pair {
-  client: Session;
-  server: Session;
-  cs: net.Socket;
-  ss: net.Socket;
-}
-
-/** Client and server sessions over a loopback pair; the test ends checking both have no streams left. */
-async function sessionPair(tt: Test, copts: Partial<SessionOptions> = {}, sopts: Partial<SessionOptions> = {}): Promise<Pair> {
-  const [cs, ss] = await socketPair(tt);
-  const client = new Session(cs, { isClient: true, ...copts });
-  const server = new Session(ss, { isClient: false, ...sopts });
-  tt.teardown(() => {
-    client.destroy();
-    server.destroy();
-  });
-  return { client, server, cs, ss };
-}
 
 function nextStream(s: Session): Promise<MuxStream> {
   return new Promise((resolve) => s.once('stream', resolve));

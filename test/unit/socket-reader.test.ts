@@ -2,15 +2,15 @@
 // accepted socket re-made to read through one) and splice over both: bytes
 // exact, buffers grow for bulk and shrink back, backpressure stops reading,
 // the server's connection count follows the adopted socket.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { adoptAccepted, claimHeadroom, HEADROOM, MAX_READ, pooledReadBuffers, releaseRead, SHARED_READ, SocketReader, withReader } from '../../shared/util/socket-reader.js';
 import { splice } from '../../shared/util/splice.js';
-import { FrameType, HEADER_LENGTH, Session } from '../../shared/mux/index.js';
-import { socketPair } from '../helpers/socket-pair.js';
+import { FrameType, HEADER_LENGTH } from '../../shared/mux/index.js';
+import { sessionPair } from '../helpers/session-pair.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -18,6 +18,17 @@ async function listen(server: net.Server): Promise<number> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return (server.address() as net.AddressInfo).port;
+}
+
+/** A server that sends `payload` and ends, and a client reading it through a new SocketReader. */
+async function readerOf(t: Test, payload: Buffer): Promise<{ reader: SocketReader; sock: net.Socket }> {
+  const server = net.createServer((s) => s.end(payload));
+  const port = await listen(server);
+  t.teardown(() => server.close());
+  const reader = new SocketReader();
+  const sock = net.connect(withReader({ port, host: '127.0.0.1' }, reader));
+  t.teardown(() => sock.destroy());
+  return { reader, sock };
 }
 
 t.test('bulk reads grow to MAX_READ, small reads copy out and shrink the buffer back', async (t) => {
@@ -62,12 +73,7 @@ t.test('bulk reads grow to MAX_READ, small reads copy out and shrink the buffer 
 
 t.test('a consumer returning false stops reading until resume()', async (t) => {
   const payload = randomBytes(4 * 1024 * 1024);
-  const server = net.createServer((s) => s.end(payload));
-  const port = await listen(server);
-  t.teardown(() => server.close());
-  const reader = new SocketReader();
-  const sock = net.connect(withReader({ port, host: '127.0.0.1' }, reader));
-  t.teardown(() => sock.destroy());
+  const { reader, sock } = await readerOf(t, payload);
   const parts: Buffer[] = [];
   let stopped = false;
   let pausedAt = -1;
@@ -141,13 +147,7 @@ t.test('adoptAccepted + splice with readers on both sides: an echo round trip is
 
 t.test('reader chunks through a mux session: header written into the headroom (one socket write per frame), bytes exact', async (t) => {
   t.ok(HEADROOM >= HEADER_LENGTH, 'headroom fits a yamux header');
-  const [cs, ss] = await socketPair(t);
-  const client = new Session(cs, { isClient: true });
-  const server = new Session(ss, { isClient: false });
-  t.teardown(() => {
-    client.destroy();
-    server.destroy();
-  });
+  const { client, server, cs } = await sessionPair(t);
   // Count the buffers the client session hands to its socket and how many are framed chunks.
   let framedWrites = 0;
   const origWrite = cs.write.bind(cs) as (b: Buffer) => boolean;
@@ -177,11 +177,7 @@ t.test('reader chunks through a mux session: header written into the headroom (o
 
 t.test('releaseRead recycles full-size read buffers, and only those', async (t) => {
   const payload = randomBytes(4 * 1024 * 1024);
-  const server = net.createServer((s) => s.end(payload));
-  const port = await listen(server);
-  t.teardown(() => server.close());
-  const reader = new SocketReader();
-  const sock = net.connect(withReader({ port, host: '127.0.0.1' }, reader));
+  const { reader, sock } = await readerOf(t, payload);
   const hashes = createHash('sha256');
   const seen = new Set<ArrayBufferLike>();
   let fullChunks = 0;
@@ -202,12 +198,8 @@ t.test('releaseRead recycles full-size read buffers, and only those', async (t) 
 });
 
 t.test('dispose() gives a socket\'s own buffer back to the pool', async (t) => {
-  const server = net.createServer((s) => s.end(randomBytes(1024 * 1024)));
-  const port = await listen(server);
-  t.teardown(() => server.close());
-  const reader = new SocketReader();
+  const { reader, sock } = await readerOf(t, randomBytes(1024 * 1024));
   reader.attach(() => true);
-  const sock = net.connect(withReader({ port, host: '127.0.0.1' }, reader));
   sock.resume();
   await once(sock, 'end');
   t.ok(reader.ownsBuffer, 'a 1 MiB transfer moved the reader to a buffer of its own');

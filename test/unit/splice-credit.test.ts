@@ -6,18 +6,13 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { DEFAULT_MAX_STREAM_WINDOW, Session, type MuxStream } from '../../shared/mux/index.js';
+import { DEFAULT_MAX_STREAM_WINDOW, type MuxStream } from '../../shared/mux/index.js';
 import { splice } from '../../shared/util/splice.js';
 import { socketPair } from '../helpers/socket-pair.js';
+import { sessionPair } from '../helpers/session-pair.js';
 
 t.test('a stalled downstream holds at most one window in the process, then everything arrives', async (t) => {
-  const [cs, ss] = await socketPair(t);
-  const client = new Session(cs, { isClient: true });
-  const server = new Session(ss, { isClient: false });
-  t.teardown(() => {
-    client.destroy();
-    server.destroy();
-  });
+  const { client, server } = await sessionPair(t);
   // Downstream: a TCP pair whose far end does not read at first.
   const [near, far] = await socketPair(t);
   far.pause();
