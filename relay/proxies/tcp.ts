@@ -106,8 +106,8 @@ class TcpPublisher implements PortPublisher {
     // Read the client through our own (growing) buffers: a bulk upload becomes 256 KiB mux bursts.
     const reader = new SocketReader();
     const adopted = adoptAccepted(accepted, reader, { allowHalfOpen: true });
+    // (Not adopted: the paused socket starts reading when splice resumes it.)
     const sock = adopted ?? accepted;
-    if (!adopted) accepted.resume();
     this.sockets.add(sock);
     sock.once('close', () => this.sockets.delete(sock));
     sock.on('error', () => undefined);
