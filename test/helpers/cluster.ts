@@ -178,14 +178,38 @@ export interface RelayHandle extends Proc {
   api<T = any>(method: string, path: string, body?: unknown, key?: string): Promise<{ status: number; body: T }>;
 }
 
-async function pickRange(size: number): Promise<{ start: number; end: number }> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    // Below the ephemeral range (32768+), where outgoing client sockets could take a block port.
-    const start = 21000 + Math.floor(Math.random() * 114) * 100;
-    const probes = await Promise.all([start, start + Math.floor(size / 2), start + size - 1].map((p) => portFree(p)));
-    if (probes.every(Boolean)) return { start, end: start + size - 1 };
+/** Port-range slots for test relays: slot i is 21000 + i*200 … +199, all below the ephemeral range (32768+). */
+const RANGE_BASE = 21000;
+const RANGE_SIZE = 200;
+const RANGE_SLOTS = 50; // 21000-30999; 31000+ is left to tests with a fixed range (api-servers)
+/** Slot i is owned by whoever listens on LOCK_BASE + i, so parallel test files never share a range. */
+const LOCK_BASE = 20500;
+
+/**
+ * An exclusive block of RANGE_SIZE ports: a random slot whose lock port this
+ * process could bind and whose ports probe free. The lock is held (unref'd)
+ * until this test process exits, so a relay restarted on the same ports keeps
+ * its block too.
+ */
+async function pickRange(): Promise<{ start: number; end: number }> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const slot = Math.floor(Math.random() * RANGE_SLOTS);
+    const lock = await holdPort(LOCK_BASE + slot);
+    if (!lock) continue;
+    const start = RANGE_BASE + slot * RANGE_SIZE;
+    const probes = await Promise.all([start, start + RANGE_SIZE / 2, start + RANGE_SIZE - 1].map((p) => portFree(p)));
+    if (probes.every(Boolean)) return { start, end: start + RANGE_SIZE - 1 };
+    lock.close();
   }
   throw new Error('no free port range found');
+}
+
+function holdPort(port: number): Promise<net.Server | null> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(null));
+    s.listen(port, '127.0.0.1', () => resolve(s.unref()));
+  });
 }
 
 function portFree(port: number): Promise<boolean> {
@@ -201,7 +225,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> 
   const ports: RelayPorts =
     opts.ports ??
     (await (async () => {
-      const range = await pickRange(200);
+      const range = await pickRange();
       const [tunnel, api, https, http] = (await freePorts(4)) as [number, number, number, number];
       return { tunnel, api, https, http, rangeStart: range.start, rangeEnd: range.end };
     })());
