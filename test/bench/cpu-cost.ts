@@ -5,60 +5,15 @@
 // Loopback only; needs iperf3 (and sshd/ssh for the ssh paths, whose "relay"
 // is every sshd process and "agent" every ssh process). Prints one line per
 // repetition and the medians.
-import { readdirSync, readFileSync } from 'node:fs';
+import { contextSwitches, cpuSeconds, pidsOfComm } from './load/proc-cpu.js';
 import { portico, LOCAL_HOST } from './peers/portico.js';
 import { sshAes, sshDefault } from './peers/ssh-r.js';
 import { cleanupAll, freePort, spawnTracked, which } from './peers/proc.js';
 import { startIperf3Server } from './load/iperf3.js';
 
-const TICKS = 100; // USER_HZ on Linux
-
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / TICKS; // utime + stime
-  } catch {
-    return NaN;
-  }
-}
-
-/** Context switches (voluntary + involuntary) of a process, all its threads. */
-function switches(pid: number | undefined): number {
-  if (!pid) return NaN;
-  let sum = 0;
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const st = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
-      for (const m of st.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm)) sum += Number(m[1]);
-    }
-  } catch {
-    return NaN;
-  }
-  return sum;
-}
-
-function pidsOfComm(comm: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === comm) out.push(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-/** CPU seconds of all processes with this command name (the ssh paths' sshd / ssh). */
-function cpuOfComm(comm: string): number {
-  return pidsOfComm(comm).reduce((a, p) => a + cpuSeconds(p), 0);
-}
-
-function switchesOfComm(comm: string): number {
-  return pidsOfComm(comm).reduce((a, p) => a + switches(p), 0);
+/** Sum of `f` over all processes with this command name (the ssh paths' sshd / ssh). */
+function sumOfComm(comm: string, f: (pid: number) => number): number {
+  return pidsOfComm(comm).reduce((a, p) => a + f(p), 0);
 }
 
 function arg(name: string, def: string): string {
@@ -86,9 +41,9 @@ async function main(): Promise<void> {
   const fwd = await inst.start({ targetHost: LOCAL_HOST, targetPort: port });
   const relayPid = inst.info.relayPid as number | undefined;
   const agentPid = inst.info.agentPid as number | undefined;
-  const relayCpu = adapter === portico ? () => cpuSeconds(relayPid) : () => cpuOfComm('sshd');
-  const agentCpu = adapter === portico ? () => cpuSeconds(agentPid) : () => cpuOfComm('ssh');
-  const ctx = adapter === portico ? () => switches(relayPid) + switches(agentPid) : () => switchesOfComm('sshd') + switchesOfComm('ssh');
+  const relayCpu = adapter === portico ? () => cpuSeconds(relayPid) : () => sumOfComm('sshd', cpuSeconds);
+  const agentCpu = adapter === portico ? () => cpuSeconds(agentPid) : () => sumOfComm('ssh', cpuSeconds);
+  const ctx = adapter === portico ? () => contextSwitches(relayPid) + contextSwitches(agentPid) : () => sumOfComm('sshd', contextSwitches) + sumOfComm('ssh', contextSwitches);
   process.stderr.write(`${adapter.label}: pids relay ${relayPid} agent ${agentPid}\n`);
   const rows: { mibs: number; relay: number; agent: number; iperfS: number; iperfC: number; ctx: number }[] = [];
   try {

@@ -1,21 +1,9 @@
 // Where UDP datagrams are lost and what they cost, read from /proc (Linux):
-// CPU seconds of a process (utime + stime), the kernel's UDP counters
+// CPU seconds of a process (re-exported from load/proc-cpu.ts), the kernel's UDP counters
 // (/proc/net/snmp) and each socket's drop counter (/proc/net/udp{,6}).
 import { readFileSync } from 'node:fs';
 
-const TICKS = 100; // USER_HZ on Linux
-
-/** CPU seconds (user + system) a process used so far; NaN when unknown. */
-export function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / TICKS;
-  } catch {
-    return NaN;
-  }
-}
+export { cpuSeconds } from './load/proc-cpu.js';
 
 /** The Udp: line of /proc/net/snmp as name -> value. */
 export function udpSnmp(): Record<string, number> {
