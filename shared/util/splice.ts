@@ -116,18 +116,11 @@ function pump(src: Duplex, dst: Duplex, count: (n: number) => void): void {
       dst.cork();
       setImmediate(uncork);
     }
-    // write() says "wait" at the socket's 16 KiB high-water mark, i.e. after every
-    // TLS record; waiting there sends one record per drain cycle. Pause at our own
-    // budget instead ('drain' still comes: the write that crossed it returned false).
-    if (!dst.write(chunk, afterWrite) && dst.writableLength >= PUMP_BUDGET) src.pause();
+    if (!writeWithinBudget(dst, chunk, afterWrite)) src.pause();
   };
-  const onDrain = () => src.resume();
   src.on('data', onData);
-  dst.on('drain', onDrain);
-  src.once('end', () => {
-    if (!dst.destroyed && !dst.writableEnded) dst.end();
-  });
-  src.resume();
+  dst.on('drain', () => src.resume());
+  startPump(src, dst);
 }
 
 /**
@@ -140,12 +133,25 @@ function pumpReader(reader: SocketReader, src: Duplex, dst: Duplex, count: (n: n
   reader.attach((chunk) => {
     count(chunk.length);
     if (dst.destroyed || dst.writableEnded) return true;
-    if (!dst.write(chunk) && dst.writableLength >= PUMP_BUDGET) {
-      dst.once('drain', onDrain);
-      return false;
-    }
-    return true;
+    if (writeWithinBudget(dst, chunk)) return true;
+    dst.once('drain', onDrain);
+    return false;
   });
+  startPump(src, dst);
+}
+
+/**
+ * Writes; false when the source should wait for dst's 'drain'. write() says
+ * "wait" at a socket's 16 KiB high-water mark, i.e. after every TLS record;
+ * waiting there sends one record per drain cycle, so we wait at our own budget
+ * ('drain' still comes: the write that crossed it returned false).
+ */
+function writeWithinBudget(dst: Duplex, chunk: Buffer, cb?: () => void): boolean {
+  return dst.write(chunk, cb) || dst.writableLength < PUMP_BUDGET;
+}
+
+/** Ends dst when src ends, and starts src flowing. */
+function startPump(src: Duplex, dst: Duplex): void {
   src.once('end', () => {
     if (!dst.destroyed && !dst.writableEnded) dst.end();
   });
