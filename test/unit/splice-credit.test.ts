@@ -6,13 +6,16 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { DEFAULT_MAX_STREAM_WINDOW, type MuxStream } from '../../shared/mux/index.js';
+import { INITIAL_STREAM_WINDOW, type MuxStream } from '../../shared/mux/index.js';
 import { splice } from '../../shared/util/splice.js';
 import { socketPair } from '../helpers/socket-pair.js';
 import { sessionPair } from '../helpers/session-pair.js';
 
 t.test('a stalled downstream holds at most one window in the process, then everything arrives', async (t) => {
-  const { client, server } = await sessionPair(t);
+  // The smallest window (256 KiB), at the pump's budget: without the credit hold the
+  // stream buffer and the socket buffer could together hold about twice the window.
+  const WINDOW = INITIAL_STREAM_WINDOW;
+  const { client, server } = await sessionPair(t, {}, { maxStreamWindow: WINDOW });
   // Downstream: a TCP pair whose far end does not read at first.
   const [near, far] = await socketPair(t);
   far.pause();
@@ -42,18 +45,21 @@ t.test('a stalled downstream holds at most one window in the process, then every
     maxHeld = Math.max(maxHeld, inbound.readableLength + near.writableLength);
   }
   t.ok(sent < total, `the sender is held back (${sent} of ${total} bytes accepted)`);
-  t.ok(maxHeld <= DEFAULT_MAX_STREAM_WINDOW, `stream buffer + socket buffer ${maxHeld} <= one window ${DEFAULT_MAX_STREAM_WINDOW}`);
+  t.ok(maxHeld <= WINDOW, `stream buffer + socket buffer ${maxHeld} <= one window ${WINDOW}`);
 
   // Resume: all bytes arrive intact.
   const recvHash = createHash('sha256');
   let received = 0;
+  let gotAll!: () => void;
+  const all = new Promise<void>((r) => (gotAll = r));
   far.on('data', (d: Buffer) => {
     recvHash.update(d);
     received += d.length;
+    if (received === total) gotAll();
   });
   far.resume();
   await writer;
-  while (received < total) await new Promise((r) => setTimeout(r, 20));
+  await all;
   t.equal(received, total, 'length');
   t.equal(recvHash.digest('hex'), sentHash.digest('hex'), 'sha256');
   stop = true;
