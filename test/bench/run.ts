@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { direct } from './peers/direct.js';
 import { socat } from './peers/socat.js';
+import { startSocatChain } from './peers/socat-chain.js';
 import { sshAes, sshDefault } from './peers/ssh-r.js';
 import { portico, LOCAL_HOST } from './peers/portico.js';
 import { cleanupAll, freePort, isStopping, sleep, spawnTracked, stopChild, which } from './peers/proc.js';
@@ -24,7 +25,7 @@ import { download, upload, type ThroughputResult } from './load/throughput.js';
 import { pacedLatency } from './load/latency.js';
 import { connRate } from './load/connrate.js';
 import { nginxVersion, nginxWrkMissing, runWrkClose, startNginxOrigin } from './load/nginx-wrk.js';
-import { judgeTargets, renderTable, type Column, type Row } from './table.js';
+import { HOP_FLOOR, hopFloorLine, judgeTargets, renderTable, type Column, type Row } from './table.js';
 import { benchHttpsProxy } from './https-proxy.js';
 import { runUdpBench, udpTable } from './udp.js';
 import { idleAgentsTable, runIdleAgents } from './idle-agents.js';
@@ -305,9 +306,10 @@ async function main(): Promise<void> {
     fn: (l: Live) => Promise<T>,
     onResult: (l: Live, r: T) => void,
     onError: (l: Live, e: Error) => void,
+    paths: Live[] = live,
   ): Promise<void> => {
     for (let rep = 0; rep < reps; rep++) {
-      const order = live.map((_, i) => live[(i + rep) % live.length] as Live);
+      const order = paths.map((_, i) => paths[(i + rep) % paths.length] as Live);
       for (const l of order) {
         if (isStopping()) return;
         log(`${title}${reps > 1 ? ` (${rep + 1}/${reps})` : ''}: ${l.adapter.name}`);
@@ -366,6 +368,13 @@ async function main(): Promise<void> {
   const l99 = newRow('lat99', '1 KiB req/resp @1,000/s, p99', 'µs', 'latency');
   const p50s: Record<string, number[]> = {};
   const p99s: Record<string, number[]> = {};
+  // Latency only: socat -> socat, the hop floor of a two-forwarder path (peers/socat-chain.ts),
+  // interleaved with the others; its values sit in the rows under HOP_FLOOR (not a table column).
+  const floor = live.some((l) => l.adapter.name === 'socat') ? await startSocatChain({ targetHost: LOCAL_HOST, targetPort: tp.echo }).catch((e: Error) => {
+    skipped.push({ what: 'latency hop floor (socat → socat)', why: e.message });
+    return null;
+  }) : null;
+  const floorLive: Live[] = floor ? [{ adapter: { ...socat, name: HOP_FLOOR, label: 'socat → socat' }, inst: { targetPorts: null, start: () => Promise.reject(new Error('fixed')), stop: floor.stop, info: {} }, fw: { echo: floor.forward, source: floor.forward, sink: floor.forward } }] : [];
   await measure(
     'latency',
     plan.reps,
@@ -383,7 +392,9 @@ async function main(): Promise<void> {
       l50.errors[l.adapter.name] = l99.errors[l.adapter.name] = e.message;
       record('latency', l.adapter.name, { error: e.message });
     },
+    [...live, ...floorLive],
   );
+  await floor?.stop();
 
   const conn = newRow('conn', 'new conns (open + 4 KiB echo + close)', 'conn/s', 'rate');
   const cps: Record<string, number[]> = {};
@@ -458,6 +469,8 @@ async function main(): Promise<void> {
     lines.push('', `${p} after its first failed measurement (full text in the JSON):`, ...d.split('\n').filter((x) => /^(relay|agent):/.test(x)).map((x) => `  ${x.slice(0, 200)}`));
   }
   if (skipped.length) lines.push('', 'skipped:', ...skipped.map((s) => `  ${s.what}: ${s.why}`));
+  const floorLine = hopFloorLine(rows);
+  if (floorLine) lines.push('', floorLine);
   const tgt = rows.filter((r) => r.target);
   if (tgt.length && live.some((l) => l.adapter.name === 'portico')) {
     lines.push('', 'targets: ' + tgt.map((r) => `${r.key} ${r.target?.pass === null ? 'n/a' : r.target?.pass ? 'PASS' : 'FAIL'} (${r.target?.detail ?? ''})`).join('; '));

@@ -33,6 +33,8 @@ export const TUNNEL = 'portico';
 export const BASE = 'direct';
 export const SSH = 'ssh';
 export const SSH_AES = 'ssh-aes';
+/** Latency-only reference, not a column: two socat forwarders in series (peers/socat-chain.ts). */
+export const HOP_FLOOR = 'hop-floor';
 
 function fmtNum(v: number): string {
   if (!Number.isFinite(v)) return '—';
@@ -130,4 +132,25 @@ export function renderTable(rows: Row[], cols: Column[]): string {
     '| ' + r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ') + ' |';
   const sep = '|' + widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|';
   return [line(header), sep, ...body.map(line)].join('\n');
+}
+
+/**
+ * The latency rows read against the hop floor: what two plain forwarders in
+ * series add over direct, and how much of Portico's added latency is left
+ * once the hops are paid for. Null when the floor was not measured.
+ */
+export function hopFloorLine(rows: Row[]): string | null {
+  const added = (key: string, path: string): number | undefined => {
+    const row = rows.find((r) => r.key === key);
+    const v = row?.values[path];
+    const base = row?.values[BASE];
+    return v === undefined || base === undefined ? undefined : v - base;
+  };
+  const f50 = added('lat50', HOP_FLOOR);
+  const f99 = added('lat99', HOP_FLOOR);
+  if (f50 === undefined) return null;
+  const signed = (d: number | undefined): string => (d === undefined ? '—' : `${d >= 0 ? '+' : '−'}${fmtNum(Math.abs(d))} µs`);
+  const t50 = added('lat50', TUNNEL);
+  const own = t50 === undefined ? '' : `; Portico p50 ${signed(t50)} = the floor ${signed(t50 - f50)}`;
+  return `latency hop floor: socat → socat (two plain forwarders in series — the four extra loopback hops of relay + agent, no TLS, no mux) adds p50 ${signed(f50)}, p99 ${signed(f99)} over direct${own}`;
 }
