@@ -96,7 +96,7 @@ function serve(stream: MuxStream, sock: dgram.Socket, port: number, ctx: AgentSt
     }
     udpAgentStats.datagramsOut++;
     sock.send(d);
-    burstYield.sent1();
+    burstYield.sent1(d.length);
   });
   sock.on('message', (msg) => {
     udpAgentStats.datagramsIn++;

@@ -8,17 +8,20 @@
  * the burst overflows its buffer and the kernel drops the rest — after the
  * tunnel already carried them.
  *
- * So after every `every` datagrams sent in one event-loop turn the thread
- * sleeps `pauseUs` (a futex wait: the kernel runs whatever is runnable here,
- * typically the app just woken by our datagrams), at most `maxPauses` times
- * per turn so other streams never wait more than maxPauses × pauseUs. The
- * count starts again every turn: steady traffic below `every` datagrams per
- * turn is never paused. Figures: docs/benchmarks.md ("UDP").
+ * So after every `everyBytes` of receive-buffer footprint sent in one
+ * event-loop turn the thread sleeps `pauseUs` (a futex wait: the kernel runs
+ * whatever is runnable here, typically the app just woken by our datagrams),
+ * at most `maxPauses` times per turn so other streams never wait more than
+ * maxPauses × pauseUs. A datagram's footprint is its length plus the
+ * kernel's per-datagram overhead (~640 B on loopback), as the receiver's
+ * buffer counts it: a 212 KB buffer holds 92 datagrams of 1460 B but ~300 of
+ * 64 B, so small datagrams pause less often. The count starts again every
+ * turn: steady traffic below `everyBytes` per turn is never paused. Figures: docs/benchmarks.md ("UDP").
  */
 
 export interface BurstYieldOptions {
-  /** Datagrams per pause within one turn. */
-  every: number;
+  /** Receive-buffer footprint (bytes) sent per pause within one turn. */
+  everyBytes: number;
   /** Length of one pause, µs. */
   pauseUs: number;
   /** Pauses allowed per turn. */
@@ -29,7 +32,11 @@ export interface BurstYieldOptions {
   nextTurn?: (fn: () => void) => void;
 }
 
-export const BURST_YIELD_DEFAULTS = { every: 32, pauseUs: 50, maxPauses: 16 } as const;
+/** Kernel bookkeeping per datagram in a receiver's buffer on loopback (skb truesize minus payload, measured ~600–700 B). */
+export const DATAGRAM_OVERHEAD_BYTES = 640;
+
+/** A pause per quarter of a default 212 KB receive buffer (~25 datagrams of 1460 B, ~75 of 64 B). */
+export const BURST_YIELD_DEFAULTS = { everyBytes: 52 * 1024, pauseUs: 50, maxPauses: 16 } as const;
 
 const futex = new Int32Array(new SharedArrayBuffer(4));
 
@@ -52,13 +59,14 @@ export class BurstYield {
     this.nextTurn = opts.nextTurn ?? ((fn) => void setImmediate(fn));
   }
 
-  /** Call after each datagram sent to a local app. */
-  sent1(): void {
+  /** Call after each datagram sent to a local app, with its payload length. */
+  sent1(length: number): void {
     if (!this.turnPending) {
       this.turnPending = true;
       this.nextTurn(this.resetTurn);
     }
-    if (++this.sent < this.opts.every) return;
+    this.sent += length + DATAGRAM_OVERHEAD_BYTES;
+    if (this.sent < this.opts.everyBytes) return;
     this.sent = 0;
     if (this.pauses >= this.opts.maxPauses) return;
     this.pauses++;

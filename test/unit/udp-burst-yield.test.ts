@@ -1,16 +1,20 @@
 // The agent's pause during long UDP bursts to local apps (shared/udp/burst-yield.ts):
-// one pause per `every` datagrams within a turn, none for steady traffic below
-// that, at most `maxPauses` per turn, the count starting again every turn.
+// one pause per `everyBytes` of receive-buffer footprint (payload + per-datagram
+// overhead) within a turn, none for steady traffic below that, at most
+// `maxPauses` per turn, the count starting again every turn.
 import { setImmediate as turn } from 'node:timers/promises';
 import t from 'tap';
-import { BURST_YIELD_DEFAULTS, BurstYield, sleepMicros } from '../../shared/udp/burst-yield.js';
+import { BURST_YIELD_DEFAULTS, BurstYield, DATAGRAM_OVERHEAD_BYTES, sleepMicros } from '../../shared/udp/burst-yield.js';
+
+/** Payload length whose footprint is exactly 1,000 bytes, so `every` datagrams make `every` × 1,000. */
+const LEN = 1000 - DATAGRAM_OVERHEAD_BYTES;
 
 /** A BurstYield whose sleeps are recorded and whose turns end when the test says. */
 function harness(every: number, maxPauses: number) {
   const sleeps: number[] = [];
   let endTurn: (() => void) | null = null;
   const y = new BurstYield({
-    every,
+    everyBytes: every * 1000,
     pauseUs: 50,
     maxPauses,
     sleep: (us) => sleeps.push(us),
@@ -18,8 +22,8 @@ function harness(every: number, maxPauses: number) {
       endTurn = fn;
     },
   });
-  const send = (n: number) => {
-    for (let i = 0; i < n; i++) y.sent1();
+  const send = (n: number, len = LEN) => {
+    for (let i = 0; i < n; i++) y.sent1(len);
   };
   const nextTurn = () => {
     const fn = endTurn;
@@ -60,6 +64,19 @@ t.test('at most maxPauses per turn; the next turn starts over', async (t) => {
   t.equal(h.sleeps.length, 4);
 });
 
+t.test('small datagrams count their per-datagram overhead, large ones their length', async (t) => {
+  const h = harness(32, 16); // a pause per 32,000 bytes of footprint
+  h.send(49, 0);
+  t.equal(h.sleeps.length, 0, '49 empty datagrams = 49 × 640 B < 32,000');
+  h.send(1, 0);
+  t.equal(h.sleeps.length, 1, 'the 50th reaches 32,000');
+  h.nextTurn();
+  h.send(8, 3000);
+  t.equal(h.sleeps.length, 1, '8 × 3,640 B < 32,000');
+  h.send(1, 3000);
+  t.equal(h.sleeps.length, 2, 'the 9th reaches it');
+});
+
 t.test('a partial count does not carry over into the next turn', async (t) => {
   const h = harness(32, 16);
   h.send(20);
@@ -71,10 +88,11 @@ t.test('a partial count does not carry over into the next turn', async (t) => {
 t.test('with the real event loop, a turn ends at setImmediate', async (t) => {
   const sleeps: number[] = [];
   const y = new BurstYield({ ...BURST_YIELD_DEFAULTS, sleep: (us) => sleeps.push(us) });
-  for (let i = 0; i < BURST_YIELD_DEFAULTS.every + 8; i++) y.sent1();
+  const every = Math.ceil(BURST_YIELD_DEFAULTS.everyBytes / (1460 + DATAGRAM_OVERHEAD_BYTES));
+  for (let i = 0; i < every + 3; i++) y.sent1(1460);
   t.equal(sleeps.length, 1);
   await turn();
-  for (let i = 0; i < BURST_YIELD_DEFAULTS.every - 1; i++) y.sent1();
+  for (let i = 0; i < every - 1; i++) y.sent1(1460);
   t.equal(sleeps.length, 1, 'a new turn: the count started again');
 });
 
