@@ -1,0 +1,53 @@
+// The bench's verdicts (test/bench/table.ts): the issue-7 targets judged from
+// side-by-side values, the table's cells, and the latency line read against
+// the hop floor (two socat forwarders in series). These are what the issue's
+// acceptance reads, so a wrong sign or ratio here would mislead every run.
+import t from 'tap';
+import { HOP_FLOOR, hopFloorLine, judgeTargets, renderTable, type Row } from '../bench/table.js';
+
+function row(key: string, kind: Row['kind'], values: Row['values']): Row {
+  return { key, label: key, unit: kind === 'latency' ? 'µs' : 'MiB/s', kind, values, errors: {} };
+}
+
+t.test('single stream: PASS needs both ≥1.2× ssh and ≥1.0× ssh-aes', async (t) => {
+  const pass = row('tp1', 'rate', { direct: 3000, ssh: 500, 'ssh-aes': 700, portico: 700 });
+  const halfway = row('tp1', 'rate', { direct: 3000, ssh: 500, 'ssh-aes': 800, portico: 700 });
+  const missing = row('tp1', 'rate', { direct: 3000, ssh: 500, portico: 700 });
+  judgeTargets([pass, halfway, missing]);
+  t.equal(pass.target?.pass, true, '1.40× ssh, 1.00× aes');
+  t.equal(halfway.target?.pass, false, '1.40× ssh but 0.88× aes');
+  t.equal(missing.target?.pass, null, 'no aes column: cannot be judged');
+  t.equal(halfway.target?.detail, '1.40× ssh, 0.88× aes');
+});
+
+t.test('latency: the added µs over direct against +150 (p50) and +1,000 (p99)', async (t) => {
+  const p50 = row('lat50', 'latency', { direct: 60, portico: 210 });
+  const p50over = row('lat50', 'latency', { direct: 60, portico: 211 });
+  const p99 = row('lat99', 'latency', { direct: 170, portico: 1100 });
+  judgeTargets([p50, p50over, p99]);
+  t.equal(p50.target?.pass, true, '+150 is within');
+  t.equal(p50over.target?.pass, false, '+151 is not');
+  t.equal(p99.target?.pass, true, '+930 within +1,000');
+});
+
+t.test('connection rate: ≥2× ssh', async (t) => {
+  const r = row('conn', 'rate', { direct: 12000, ssh: 500, portico: 999 });
+  judgeTargets([r]);
+  t.equal(r.target?.pass, false, '1.998× is below 2× even though it prints as 2.00×');
+  t.equal(r.target?.detail, '2.00× ssh');
+});
+
+t.test('the hop floor is not a column, and its line reads Portico against it', async (t) => {
+  const l50 = row('lat50', 'latency', { direct: 55, portico: 330, [HOP_FLOOR]: 222 });
+  const l99 = row('lat99', 'latency', { direct: 171, portico: 864, [HOP_FLOOR]: 1401 });
+  const table = renderTable([l50, l99], [
+    { name: 'direct', label: 'direct' },
+    { name: 'portico', label: 'Portico' },
+  ]);
+  t.notMatch(table, /222/, 'the floor value stays out of the table');
+  t.match(table, /330 \(\+275\)/);
+  const line = hopFloorLine([l50, l99]);
+  t.match(line ?? '', /adds p50 \+167 µs, p99 \+1,230 µs over direct/);
+  t.match(line ?? '', /Portico p50 \+275 µs = the floor \+108 µs/);
+  t.equal(hopFloorLine([row('lat50', 'latency', { direct: 55, portico: 330 })]), null, 'no floor measured: no line');
+});
