@@ -11,7 +11,6 @@ import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { DatagramDecoder } from '../../shared/framing/datagram.js';
 import { DatagramWriter, type QueueLimits } from '../../shared/udp/datagram-writer.js';
-import { BurstYield } from '../../shared/udp/burst-yield.js';
 import { Protocol } from '../../proto/index.js';
 import type { MuxStream } from '../../shared/mux/index.js';
 import { sendOpenError, sendOpenOk } from './open-result.js';
@@ -27,8 +26,6 @@ const WARN_INTERVAL_MS = 5_000;
 /** Counters of this agent's UDP flows (process-wide; for logs and tests). */
 export const udpAgentStats = { flows: 0, opened: 0, datagramsIn: 0, datagramsOut: 0, drops: 0 };
 let lastDropWarn = 0;
-/** Long bursts to local apps pause briefly so the app can drain its socket (shared/udp/burst-yield.ts). */
-const burstYield = new BurstYield();
 
 export const udpHandler: AgentStreamHandler = (stream, _header, mapping, ctx) => {
   if ((mapping.protocol ?? Protocol.TCP) !== Protocol.UDP) {
@@ -96,7 +93,6 @@ function serve(stream: MuxStream, sock: dgram.Socket, port: number, ctx: AgentSt
     }
     udpAgentStats.datagramsOut++;
     sock.send(d);
-    burstYield.sent1(d.length);
   });
   sock.on('message', (msg) => {
     udpAgentStats.datagramsIn++;
