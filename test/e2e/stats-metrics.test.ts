@@ -164,9 +164,11 @@ t.test('statistics and access logs survive a relay restart', async (t) => {
   const pre = await view();
   const preWeb = webMapping(pre).usage_statistics;
   const { dataDir, ports } = relay;
+  // Mark the agent's output before the restart: it may reconnect while startRelay is still waiting for the API.
+  const linesBefore = agent.out.lines.length;
   t.equal(await relay.stop(), 0, 'relay stopped cleanly (stats flushed on stop)');
   relay = await startRelay({ dataDir, ports });
-  await agent.out.waitFor(/^connected to /, 20_000, agent.out.lines.length);
+  await agent.out.waitFor(/^connected to /, 20_000, linesBefore);
   const post = await eventually(async () => {
     const v = await view();
     return v.proxy_status === 'active' ? v : null;
