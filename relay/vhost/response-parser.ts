@@ -110,6 +110,14 @@ export class ResponseParser {
     return this.state === State.Head;
   }
 
+  /** Hands on up to `remaining` body bytes from pos (the chunk itself when it is all body); returns the new pos. */
+  private counted(chunk: Buffer, pos: number): number {
+    const n = Math.min(this.remaining, chunk.length - pos);
+    this.remaining -= n;
+    this.sink.onBody(pos === 0 && n === chunk.length ? chunk : chunk.subarray(pos, pos + n));
+    return pos + n;
+  }
+
   /**
    * Parses a chunk; returns how many bytes belonged to the response (less
    * than chunk.length only when the response ended inside the chunk).
@@ -123,14 +131,10 @@ export class ResponseParser {
         case State.Head:
           pos = this.head(chunk, pos);
           break;
-        case State.Length: {
-          const n = Math.min(this.remaining, len - pos);
-          this.remaining -= n;
-          this.sink.onBody(pos === 0 && n === len ? chunk : chunk.subarray(pos, pos + n));
-          pos += n;
+        case State.Length:
+          pos = this.counted(chunk, pos);
           if (this.remaining === 0) this.complete();
           break;
-        }
         case State.UntilClose:
           this.sink.onBody(pos === 0 ? chunk : chunk.subarray(pos));
           pos = len;
@@ -164,14 +168,10 @@ export class ResponseParser {
           this.chunkSizeDone();
           break;
         }
-        case State.ChunkData: {
-          const n = Math.min(this.remaining, len - pos);
-          this.remaining -= n;
-          this.sink.onBody(pos === 0 && n === len ? chunk : chunk.subarray(pos, pos + n));
-          pos += n;
+        case State.ChunkData:
+          pos = this.counted(chunk, pos);
           if (this.remaining === 0) this.state = State.ChunkDataEnd;
           break;
-        }
         case State.ChunkDataEnd: {
           // CRLF (or a bare LF) after the chunk data.
           const c = chunk[pos]!;
