@@ -374,7 +374,7 @@ async function main(): Promise<void> {
     skipped.push({ what: 'latency hop floor (socat → socat)', why: e.message });
     return null;
   }) : null;
-  const floorLive: Live[] = floor ? [{ adapter: { ...socat, name: HOP_FLOOR, label: 'socat → socat' }, inst: { targetPorts: null, start: () => Promise.reject(new Error('fixed')), stop: floor.stop, info: {} }, fw: { echo: floor.forward, source: floor.forward, sink: floor.forward } }] : [];
+  const floorLive: Live[] = floor ? [{ adapter: { ...socat, name: HOP_FLOOR, label: 'socat → socat' }, inst: floor.inst, fw: { echo: floor.forward, source: floor.forward, sink: floor.forward } }] : [];
   await measure(
     'latency',
     plan.reps,
@@ -394,7 +394,7 @@ async function main(): Promise<void> {
     },
     [...live, ...floorLive],
   );
-  await floor?.stop();
+  await floor?.inst.stop();
 
   const conn = newRow('conn', 'new conns (open + 4 KiB echo + close)', 'conn/s', 'rate');
   const cps: Record<string, number[]> = {};

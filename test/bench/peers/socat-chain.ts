@@ -8,8 +8,10 @@ import { socat } from './socat.js';
 import type { Forward, PathInstance, Target } from './types.js';
 
 export interface SocatChain {
+  /** The outer socat's public side. */
   forward: Forward;
-  stop(): Promise<void>;
+  /** The socat instance holding both forwards; stop() ends them. */
+  inst: PathInstance;
 }
 
 export async function startSocatChain(target: Target): Promise<SocatChain> {
@@ -17,7 +19,7 @@ export async function startSocatChain(target: Target): Promise<SocatChain> {
   try {
     const inner = await inst.start(target);
     const outer = await inst.start({ targetHost: inner.host, targetPort: inner.port });
-    return { forward: outer, stop: () => inst.stop() };
+    return { forward: outer, inst };
   } catch (e) {
     await inst.stop();
     throw e;
