@@ -1,13 +1,15 @@
 // CPU cost per GiB (and throughput) of one iperf3 stream through the tunnel,
 // read from /proc/<pid>/stat of each process, so optimisations can be compared
 // on a shared, noisy machine where wall-clock rates swing by ±20 %.
-//   node dist/test/bench/cpu-cost.js [--gib=2] [--reverse] [--streams=1] [--reps=3] [--path=portico|ssh|ssh-aes]
+//   node dist/test/bench/cpu-cost.js [--gib=2] [--reverse] [--streams=1] [--reps=3] [--path=portico|node-tls|ssh|ssh-aes]
 // Loopback only; needs iperf3 (and sshd/ssh for the ssh paths, whose "relay"
 // is every sshd process and "agent" every ssh process). Prints one line per
-// repetition and the medians.
+// repetition and the medians. node-tls is the Node TLS pipe reference
+// (peers/node-tls-pipe.ts; its front process counts as relay, its back as agent).
 import { contextSwitches, cpuSeconds, pidsOfComm } from './load/proc-cpu.js';
 import { portico, LOCAL_HOST } from './peers/portico.js';
 import { sshAes, sshDefault } from './peers/ssh-r.js';
+import { nodeTlsPipe } from './peers/node-tls-pipe.js';
 import { cleanupAll, freePort, spawnTracked, which } from './peers/proc.js';
 import { startIperf3Server } from './load/iperf3.js';
 
@@ -34,16 +36,17 @@ async function main(): Promise<void> {
   const streams = Number(arg('streams', '1'));
   const reverse = process.argv.includes('--reverse');
   const pathName = arg('path', 'portico');
-  const adapter = pathName === 'ssh' ? sshDefault : pathName === 'ssh-aes' ? sshAes : portico;
+  const adapter = pathName === 'ssh' ? sshDefault : pathName === 'ssh-aes' ? sshAes : pathName === 'node-tls' ? nodeTlsPipe : portico;
+  const ownPids = adapter === portico || adapter === nodeTlsPipe;
   const inst = await adapter.open({ targetHost: LOCAL_HOST });
   const port = inst.targetPorts?.[0] ?? (await freePort(LOCAL_HOST));
   const srv = await startIperf3Server(LOCAL_HOST, port);
   const fwd = await inst.start({ targetHost: LOCAL_HOST, targetPort: port });
   const relayPid = inst.info.relayPid as number | undefined;
   const agentPid = inst.info.agentPid as number | undefined;
-  const relayCpu = adapter === portico ? () => cpuSeconds(relayPid) : () => sumOfComm('sshd', cpuSeconds);
-  const agentCpu = adapter === portico ? () => cpuSeconds(agentPid) : () => sumOfComm('ssh', cpuSeconds);
-  const ctx = adapter === portico ? () => contextSwitches(relayPid) + contextSwitches(agentPid) : () => sumOfComm('sshd', contextSwitches) + sumOfComm('ssh', contextSwitches);
+  const relayCpu = ownPids ? () => cpuSeconds(relayPid) : () => sumOfComm('sshd', cpuSeconds);
+  const agentCpu = ownPids ? () => cpuSeconds(agentPid) : () => sumOfComm('ssh', cpuSeconds);
+  const ctx = ownPids ? () => contextSwitches(relayPid) + contextSwitches(agentPid) : () => sumOfComm('sshd', contextSwitches) + sumOfComm('ssh', contextSwitches);
   process.stderr.write(`${adapter.label}: pids relay ${relayPid} agent ${agentPid}\n`);
   const rows: { mibs: number; relay: number; agent: number; iperfS: number; iperfC: number; ctx: number }[] = [];
   try {

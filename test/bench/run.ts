@@ -25,7 +25,8 @@ import { download, upload, type ThroughputResult } from './load/throughput.js';
 import { pacedLatency } from './load/latency.js';
 import { connRate } from './load/connrate.js';
 import { nginxVersion, nginxWrkMissing, runWrkClose, startNginxOrigin } from './load/nginx-wrk.js';
-import { HOP_FLOOR, hopFloorLine, judgeTargets, renderTable, type Column, type Row } from './table.js';
+import { HOP_FLOOR, NODE_TLS, TUNNEL, hopFloorLine, judgeTargets, nodeTlsLine, renderTable, type Column, type Row } from './table.js';
+import { nodeTlsPipe } from './peers/node-tls-pipe.js';
 import { benchHttpsProxy } from './https-proxy.js';
 import { runUdpBench, udpTable } from './udp.js';
 import { idleAgentsTable, runIdleAgents } from './idle-agents.js';
@@ -115,6 +116,21 @@ function median(xs: number[]): number | undefined {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m] : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+}
+
+/** The Node TLS pipe as a throughput-only path: forwards for iperf3 (or the Node generators' source and sink). */
+async function openNodeTlsRef(tp: { iperf: number; source: number; sink: number }, haveIperf: boolean): Promise<Live> {
+  const inst = await nodeTlsPipe.open({ targetHost: LOCAL_HOST });
+  try {
+    const fwd = (p: number): Promise<Forward> => inst.start({ targetHost: LOCAL_HOST, targetPort: p });
+    const [source, sink, iperf] = await Promise.all([fwd(tp.source), fwd(tp.sink), haveIperf ? fwd(tp.iperf) : undefined]);
+    const l: Live = { adapter: { ...nodeTlsPipe, name: NODE_TLS }, inst, fw: { echo: source, source, sink } };
+    if (iperf) l.fw.iperf = iperf;
+    return l;
+  } catch (e) {
+    await inst.stop();
+    throw e;
+  }
 }
 
 /** Round-trip 256 KiB of random bytes through the echo forward; throws on any difference. */
@@ -333,7 +349,7 @@ async function main(): Promise<void> {
       ? download({ host: l.fw.source.host, port: l.fw.source.port, streams, seconds: plan.tpSeconds })
       : upload({ host: l.fw.sink.host, port: l.fw.sink.port, streams, seconds: plan.tpSeconds });
   };
-  const tpRow = async (key: string, label: string, streams: number, reverse: boolean, reps: number, fairness?: Row): Promise<void> => {
+  const tpRow = async (key: string, label: string, streams: number, reverse: boolean, reps: number, fairness?: Row, paths: Live[] = live): Promise<void> => {
     const row = newRow(key, label, 'MiB/s', 'rate');
     const per: Record<string, number[]> = {};
     const fair: Record<string, number[]> = {};
@@ -352,13 +368,22 @@ async function main(): Promise<void> {
         row.errors[l.adapter.name] = e.message;
         record(key, l.adapter.name, { error: e.message });
       },
+      paths,
     );
     for (const [n, xs] of Object.entries(per)) row.values[n] = median(xs);
     if (fairness) for (const [n, xs] of Object.entries(fair)) fairness.values[n] = median(xs);
   };
 
-  await tpRow('tp1', '1 stream, client→service', 1, false, plan.tpReps);
-  if (plan.reverse) await tpRow('tp1r', '1 stream, service→client', 1, true, plan.tpReps);
+  // Single stream only: the Node TLS pipe (peers/node-tls-pipe.ts — two Node processes, TLS between
+  // them, no mux), interleaved with the others; its values sit in the rows under NODE_TLS (not a column).
+  const nodeRef = live.some((l) => l.adapter.name === TUNNEL) ? await openNodeTlsRef(tp, haveIperf).catch((e: Error) => {
+    skipped.push({ what: 'Node TLS pipe reference', why: e.message });
+    return null;
+  }) : null;
+  const tp1Paths = nodeRef ? [...live, nodeRef] : live;
+  await tpRow('tp1', '1 stream, client→service', 1, false, plan.tpReps, undefined, tp1Paths);
+  if (plan.reverse) await tpRow('tp1r', '1 stream, service→client', 1, true, plan.tpReps, undefined, tp1Paths);
+  await nodeRef?.inst.stop();
   await tpRow('tp8', '8 streams, aggregate', 8, false, 1);
   const fairRow: Row = { key: 'fair100', label: '100 streams, min ÷ mean stream', unit: 'ratio', kind: 'fraction', values: {}, errors: {} };
   await tpRow('tp100', '100 streams, aggregate', 100, false, 1, fairRow);
@@ -471,6 +496,8 @@ async function main(): Promise<void> {
   if (skipped.length) lines.push('', 'skipped:', ...skipped.map((s) => `  ${s.what}: ${s.why}`));
   const floorLine = hopFloorLine(rows);
   if (floorLine) lines.push('', floorLine);
+  const nodeLine = nodeTlsLine(rows);
+  if (nodeLine) lines.push('', nodeLine);
   const tgt = rows.filter((r) => r.target);
   if (tgt.length && live.some((l) => l.adapter.name === 'portico')) {
     lines.push('', 'targets: ' + tgt.map((r) => `${r.key} ${r.target?.pass === null ? 'n/a' : r.target?.pass ? 'PASS' : 'FAIL'} (${r.target?.detail ?? ''})`).join('; '));

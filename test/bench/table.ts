@@ -35,6 +35,8 @@ export const SSH = 'ssh';
 export const SSH_AES = 'ssh-aes';
 /** Latency-only reference, not a column: two socat forwarders in series (peers/socat-chain.ts). */
 export const HOP_FLOOR = 'hop-floor';
+/** Single-stream-only reference, not a column: two Node processes piping TCP <-> TLS, no mux (peers/node-tls-pipe.ts). */
+export const NODE_TLS = 'node-tls';
 
 function fmtNum(v: number): string {
   if (!Number.isFinite(v)) return '—';
@@ -153,4 +155,22 @@ export function hopFloorLine(rows: Row[]): string | null {
   const t50 = added('lat50', TUNNEL);
   const own = t50 === undefined ? '' : `; Portico p50 ${signed(t50)} = the floor ${signed(t50 - f50)}`;
   return `latency hop floor: socat → socat (two plain forwarders in series — the four extra loopback hops of relay + agent, no TLS, no mux) adds p50 ${signed(f50)}, p99 ${signed(f99)} over direct${own}`;
+}
+
+/**
+ * The single-stream rows read against the Node TLS pipe: what Node's own
+ * TLS streams move through the same two-process topology with no
+ * multiplexer, and Portico as a multiple of it. Null when it was not measured.
+ */
+export function nodeTlsLine(rows: Row[]): string | null {
+  const parts: string[] = [];
+  for (const [key, dir] of [['tp1', 'client→service'], ['tp1r', 'service→client']] as const) {
+    const row = rows.find((r) => r.key === key);
+    const ref = row?.values[NODE_TLS];
+    if (ref === undefined || !Number.isFinite(ref)) continue;
+    const r = ratio(row?.values[TUNNEL], ref);
+    parts.push(`${dir} ${fmtNum(ref)} MiB/s${r === undefined ? '' : ` (Portico ${r.toFixed(2)}× it)`}`);
+  }
+  if (parts.length === 0) return null;
+  return `Node TLS pipe: two Node processes joining TCP and TLS 1.3 sockets with stream.pipe (one TLS connection per stream, no mux) move one stream ${parts.join(', ')}`;
 }
