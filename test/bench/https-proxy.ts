@@ -4,6 +4,8 @@
 //   direct   the origin itself, plain HTTP (the ceiling)
 //   nginx    nginx terminating TLS + proxy_pass with upstream keep-alive (the
 //            issue-7 reference; one worker, like the one-thread relay)
+//   node     node's https server + http client with a keep-alive agent straight to the
+//            origin (peers/node-https-proxy.ts): what Node itself reaches, one hop fewer
 //   portico  the relay's HTTPS proxy -> mux stream -> agent -> origin
 // Load: wrk when on PATH (-t1), else a Node keep-alive generator. Loopback only.
 // CPU cost: utime+stime of the relay and agent processes (and nginx's worker)
@@ -23,18 +25,19 @@ import { httpsHostsOf, startWebRelay } from '../helpers/web.js';
 import { Histogram } from './load/histogram.js';
 import { cpuMeter, cpuSeconds, cpuSecondsWithChildren } from './load/proc-cpu.js';
 import { nginxConfHead, startNginxOrigin, nginxVersion } from './load/nginx-wrk.js';
+import { startNodeHttpsProxy } from './peers/node-https-proxy.js';
 import { assertLoopback, cleanupAll, freePort, makeTempDir, removeTempDir, spawnTracked, stopChild, waitForPort, which } from './peers/proc.js';
 
 const ORIGIN_HOST = '127.0.0.2';
 
 export interface HttpsBenchRow {
-  path: 'direct' | 'nginx' | 'portico';
+  path: 'direct' | 'nginx' | 'node' | 'portico';
   label: string;
   rps: number;
   p50ms: number;
   p99ms: number;
   errors: number;
-  /** CPU µs per request by process (relay, agent; nginx for the nginx row). */
+  /** CPU µs per request by process (relay, agent; nginx for the nginx row, node for the Node reference). */
   cpuUs?: Record<string, number>;
   note?: string;
 }
@@ -225,6 +228,21 @@ export async function benchHttpsProxy(
         log(`  nginx: ${fmt(r.rps)} req/s, p99 ${fmt(r.p99ms)} ms; CPU µs/req ${cpuNote(r.cpuUs)}`);
       } catch (err) {
         rows.push({ path: 'nginx', label: 'nginx TLS + proxy_pass', rps: Number.NaN, p50ms: Number.NaN, p99ms: Number.NaN, errors: 0, note: (err as Error).message });
+      }
+
+      const nodeLabel = 'Node https + http.request, no tunnel';
+      try {
+        const nodePort = await freePort();
+        const ref = await startNodeHttpsProxy(nodePort, ORIGIN_HOST, originPort, path.join(certDir, 'relay.crt'), path.join(certDir, 'relay.key'));
+        stops.push(() => ref.stop());
+        log('https bench: Node https proxy (reference)');
+        const t: Target = { url: `https://127.0.0.1:${nodePort}/4k`, host: 'bench.secure.localhost', ca: Buffer.from(dev.ca) };
+        await warm(t);
+        const r = await measured(load, t, { node: () => cpuSeconds(ref.pid) });
+        rows.push({ path: 'node', label: nodeLabel, ...r });
+        log(`  node: ${fmt(r.rps)} req/s, p99 ${fmt(r.p99ms)} ms; CPU µs/req ${cpuNote(r.cpuUs)}`);
+      } catch (err) {
+        rows.push({ path: 'node', label: nodeLabel, rps: Number.NaN, p50ms: Number.NaN, p99ms: Number.NaN, errors: 0, note: (err as Error).message });
       }
     }
 
