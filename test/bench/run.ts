@@ -1,7 +1,7 @@
 // Portico benchmark: the tunnel side by side with direct loopback, socat and
 // ssh -R (chacha20-poly1305 and aes128-gcm), in one run, one table.
-//   npm run bench                 full run (~8 min)
-//   node dist/test/bench/run.js --quick          (~40 s)
+//   npm run bench                 full run (~16 min)
+//   node dist/test/bench/run.js --quick          (~90 s)
 //   node dist/test/bench/run.js --only=direct,ssh,portico
 // Installs nothing: uses iperf3, socat, sshd/ssh, nginx and wrk when present
 // and says which comparisons it skipped and why. Loopback (127.0.0.0/8) only.
@@ -27,6 +27,7 @@ import { connRate } from './load/connrate.js';
 import { nginxVersion, nginxWrkMissing, runWrkClose, startNginxOrigin } from './load/nginx-wrk.js';
 import { HOP_FLOOR, NODE_TLS, TUNNEL, hopFloorLine, judgeTargets, nodeTlsLine, renderTable, type Column, type Row } from './table.js';
 import { nodeTlsPipe } from './peers/node-tls-pipe.js';
+import { runStreamMemory, streamMemoryTable } from './stream-memory.js';
 import { benchHttpsProxy } from './https-proxy.js';
 import { runUdpBench, udpTable } from './udp.js';
 import { idleAgentsTable, runIdleAgents } from './idle-agents.js';
@@ -529,6 +530,10 @@ async function main(): Promise<void> {
     await section('memory', async () => {
       const r = await runIdleAgents(opt.quick ? 200 : 1000);
       return { text: idleAgentsTable(r), data: r };
+    });
+    await section('streamMemory', async () => {
+      const r = await runStreamMemory(opt.quick ? 8 : 32);
+      return { text: streamMemoryTable(r), data: r };
     });
     await cleanupAll();
   }
