@@ -532,7 +532,7 @@ async function main(): Promise<void> {
       return { text: idleAgentsTable(r), data: r };
     });
     await section('streamMemory', async () => {
-      const r = await runStreamMemory(opt.quick ? 8 : 32);
+      const r = await runStreamMemory(opt.quick ? 16 : 32);
       return { text: streamMemoryTable(r), data: r };
     });
     await cleanupAll();
