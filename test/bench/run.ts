@@ -25,8 +25,9 @@ import { download, upload, type ThroughputResult } from './load/throughput.js';
 import { pacedLatency } from './load/latency.js';
 import { connRate } from './load/connrate.js';
 import { nginxVersion, nginxWrkMissing, runWrkClose, startNginxOrigin } from './load/nginx-wrk.js';
-import { HOP_FLOOR, NODE_TLS, TUNNEL, hopFloorLine, judgeTargets, nodeTlsLine, renderTable, type Column, type Row } from './table.js';
+import { HOP_FLOOR, NATIVE_TLS, NODE_TLS, TUNNEL, hopFloorLine, judgeTargets, renderTable, tlsPipeLines, type Column, type Row } from './table.js';
 import { nodeTlsPipe } from './peers/node-tls-pipe.js';
+import { socatTls } from './peers/socat-tls.js';
 import { runStreamMemory, streamMemoryTable } from './stream-memory.js';
 import { benchHttpsProxy } from './https-proxy.js';
 import { runUdpBench, udpTable } from './udp.js';
@@ -119,13 +120,15 @@ function median(xs: number[]): number | undefined {
   return s.length % 2 ? s[m] : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
 }
 
-/** The Node TLS pipe as a throughput-only path: forwards for iperf3 (or the Node generators' source and sink). */
-async function openNodeTlsRef(tp: { iperf: number; source: number; sink: number }, haveIperf: boolean): Promise<Live> {
-  const inst = await nodeTlsPipe.open({ targetHost: LOCAL_HOST });
+/** A throughput-only reference path (the Node or socat TLS pipe): forwards for iperf3 (or the Node generators' source and sink). */
+async function openTpRef(adapter: PathAdapter, tp: { iperf: number; source: number; sink: number }, haveIperf: boolean): Promise<Live> {
+  const why = await adapter.available();
+  if (why) throw new Error(why);
+  const inst = await adapter.open({ targetHost: LOCAL_HOST });
   try {
     const fwd = (p: number): Promise<Forward> => inst.start({ targetHost: LOCAL_HOST, targetPort: p });
     const [source, sink, iperf] = await Promise.all([fwd(tp.source), fwd(tp.sink), haveIperf ? fwd(tp.iperf) : undefined]);
-    const l: Live = { adapter: { ...nodeTlsPipe, name: NODE_TLS }, inst, fw: { echo: source, source, sink } };
+    const l: Live = { adapter, inst, fw: { echo: source, source, sink } };
     if (iperf) l.fw.iperf = iperf;
     return l;
   } catch (e) {
@@ -375,16 +378,23 @@ async function main(): Promise<void> {
     if (fairness) for (const [n, xs] of Object.entries(fair)) fairness.values[n] = median(xs);
   };
 
-  // Single stream only: the Node TLS pipe (peers/node-tls-pipe.ts — two Node processes, TLS between
-  // them, no mux), interleaved with the others; its values sit in the rows under NODE_TLS (not a column).
-  const nodeRef = live.some((l) => l.adapter.name === TUNNEL) ? await openNodeTlsRef(tp, haveIperf).catch((e: Error) => {
-    skipped.push({ what: 'Node TLS pipe reference', why: e.message });
-    return null;
-  }) : null;
-  const tp1Paths = nodeRef ? [...live, nodeRef] : live;
+  // Single stream only: the TLS pipes — two Node processes (peers/node-tls-pipe.ts) and two socat
+  // processes with OpenSSL (peers/socat-tls.ts), TLS between them, no mux — interleaved with the
+  // others; their values sit in the rows under NODE_TLS / NATIVE_TLS (not columns).
+  const refs: Live[] = [];
+  if (live.some((l) => l.adapter.name === TUNNEL)) {
+    for (const [adapter, name] of [[nodeTlsPipe, NODE_TLS], [socatTls, NATIVE_TLS]] as const) {
+      try {
+        refs.push(await openTpRef({ ...adapter, name }, tp, haveIperf));
+      } catch (e) {
+        skipped.push({ what: `${adapter.label} reference`, why: (e as Error).message });
+      }
+    }
+  }
+  const tp1Paths = [...live, ...refs];
   await tpRow('tp1', '1 stream, client→service', 1, false, plan.tpReps, undefined, tp1Paths);
   if (plan.reverse) await tpRow('tp1r', '1 stream, service→client', 1, true, plan.tpReps, undefined, tp1Paths);
-  await nodeRef?.inst.stop();
+  await Promise.all(refs.map((r) => r.inst.stop()));
   await tpRow('tp8', '8 streams, aggregate', 8, false, 1);
   const fairRow: Row = { key: 'fair100', label: '100 streams, min ÷ mean stream', unit: 'ratio', kind: 'fraction', values: {}, errors: {} };
   await tpRow('tp100', '100 streams, aggregate', 100, false, 1, fairRow);
@@ -497,8 +507,8 @@ async function main(): Promise<void> {
   if (skipped.length) lines.push('', 'skipped:', ...skipped.map((s) => `  ${s.what}: ${s.why}`));
   const floorLine = hopFloorLine(rows);
   if (floorLine) lines.push('', floorLine);
-  const nodeLine = nodeTlsLine(rows);
-  if (nodeLine) lines.push('', nodeLine);
+  const tlsLines = tlsPipeLines(rows);
+  if (tlsLines.length) lines.push('', ...tlsLines);
   const tgt = rows.filter((r) => r.target);
   if (tgt.length && live.some((l) => l.adapter.name === 'portico')) {
     lines.push('', 'targets: ' + tgt.map((r) => `${r.key} ${r.target?.pass === null ? 'n/a' : r.target?.pass ? 'PASS' : 'FAIL'} (${r.target?.detail ?? ''})`).join('; '));

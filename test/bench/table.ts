@@ -37,6 +37,8 @@ export const SSH_AES = 'ssh-aes';
 export const HOP_FLOOR = 'hop-floor';
 /** Single-stream-only reference, not a column: two Node processes piping TCP <-> TLS, no mux (peers/node-tls-pipe.ts). */
 export const NODE_TLS = 'node-tls';
+/** Single-stream-only reference, not a column: the same with two socat processes and OpenSSL (peers/socat-tls.ts). */
+export const NATIVE_TLS = 'socat-tls';
 
 function fmtNum(v: number): string {
   if (!Number.isFinite(v)) return '—';
@@ -158,19 +160,27 @@ export function hopFloorLine(rows: Row[]): string | null {
 }
 
 /**
- * The single-stream rows read against the Node TLS pipe: what Node's own
- * TLS streams move through the same two-process topology with no
- * multiplexer, and Portico as a multiple of it. Null when it was not measured.
+ * The single-stream rows read against the TLS pipes: what Node's own TLS
+ * streams (NODE_TLS) and C code with OpenSSL (NATIVE_TLS) move through the
+ * same two-process topology with no multiplexer, and Portico as a multiple
+ * of each. One line per reference that was measured.
  */
-export function nodeTlsLine(rows: Row[]): string | null {
-  const parts: string[] = [];
-  for (const [key, dir] of [['tp1', 'client→service'], ['tp1r', 'service→client']] as const) {
-    const row = rows.find((r) => r.key === key);
-    const ref = row?.values[NODE_TLS];
-    if (ref === undefined || !Number.isFinite(ref)) continue;
-    const r = ratio(row?.values[TUNNEL], ref);
-    parts.push(`${dir} ${fmtNum(ref)} MiB/s${r === undefined ? '' : ` (Portico ${r.toFixed(2)}× it)`}`);
+export function tlsPipeLines(rows: Row[]): string[] {
+  const what: Record<string, string> = {
+    [NODE_TLS]: 'Node TLS pipe: two Node processes joining TCP and TLS 1.3 sockets with stream.pipe (one TLS connection per stream, no mux)',
+    [NATIVE_TLS]: 'socat TLS pipe: two socat processes with OpenSSL, 256 KiB buffers, TLS 1.2 AES-128-GCM (native code, no mux)',
+  };
+  const lines: string[] = [];
+  for (const ref of [NODE_TLS, NATIVE_TLS]) {
+    const parts: string[] = [];
+    for (const [key, dir] of [['tp1', 'client→service'], ['tp1r', 'service→client']] as const) {
+      const row = rows.find((r) => r.key === key);
+      const v = row?.values[ref];
+      if (v === undefined || !Number.isFinite(v)) continue;
+      const r = ratio(row?.values[TUNNEL], v);
+      parts.push(`${dir} ${fmtNum(v)} MiB/s${r === undefined ? '' : ` (Portico ${r.toFixed(2)}× it)`}`);
+    }
+    if (parts.length) lines.push(`${what[ref]!} move one stream ${parts.join(', ')}`);
   }
-  if (parts.length === 0) return null;
-  return `Node TLS pipe: two Node processes joining TCP and TLS 1.3 sockets with stream.pipe (one TLS connection per stream, no mux) move one stream ${parts.join(', ')}`;
+  return lines;
 }

@@ -1,10 +1,10 @@
 // The bench's verdicts (test/bench/table.ts): the issue-7 targets judged from
 // side-by-side values, the table's cells, and the latency line read against
 // the hop floor (two socat forwarders in series), and the single-stream line
-// read against the Node TLS pipe. These are what the issue's
+// read against the Node and socat TLS pipes. These are what the issue's
 // acceptance reads, so a wrong sign or ratio here would mislead every run.
 import t from 'tap';
-import { HOP_FLOOR, NODE_TLS, hopFloorLine, judgeTargets, nodeTlsLine, renderTable, type Row } from '../bench/table.js';
+import { HOP_FLOOR, NATIVE_TLS, NODE_TLS, hopFloorLine, judgeTargets, renderTable, tlsPipeLines, type Row } from '../bench/table.js';
 
 function row(key: string, kind: Row['kind'], values: Row['values']): Row {
   return { key, label: key, unit: kind === 'latency' ? 'µs' : 'MiB/s', kind, values, errors: {} };
@@ -53,18 +53,20 @@ t.test('the hop floor is not a column, and its line reads Portico against it', a
   t.equal(hopFloorLine([row('lat50', 'latency', { direct: 55, portico: 330 })]), null, 'no floor measured: no line');
 });
 
-t.test('the Node TLS pipe is not a column, and its line gives Portico as a multiple of it', async (t) => {
-  const tp1 = row('tp1', 'rate', { direct: 3500, ssh: 600, 'ssh-aes': 900, portico: 840, [NODE_TLS]: 650 });
+t.test('the TLS pipes are not columns, and their lines give Portico as a multiple of each', async (t) => {
+  const tp1 = row('tp1', 'rate', { direct: 3500, ssh: 600, 'ssh-aes': 900, portico: 840, [NODE_TLS]: 650, [NATIVE_TLS]: 750 });
   const tp1r = row('tp1r', 'rate', { direct: 3600, portico: 700, [NODE_TLS]: 720 });
   const table = renderTable([tp1, tp1r], [
     { name: 'direct', label: 'direct' },
     { name: 'portico', label: 'Portico' },
   ]);
-  t.notMatch(table, /650|720/, 'the reference stays out of the table');
+  t.notMatch(table, /650|720|750/, 'the references stay out of the table');
   judgeTargets([tp1]);
-  t.equal(tp1.target?.detail, '1.40× ssh, 0.93× aes', 'the verdict ignores it');
-  const line = nodeTlsLine([tp1, tp1r]);
-  t.match(line ?? '', /client→service 650 MiB\/s \(Portico 1\.29× it\), service→client 720 MiB\/s \(Portico 0\.97× it\)/);
-  t.equal(nodeTlsLine([row('tp1', 'rate', { direct: 3500, portico: 840 })]), null, 'not measured: no line');
-  t.match(nodeTlsLine([row('tp1', 'rate', { [NODE_TLS]: 650 })]) ?? '', /client→service 650 MiB\/s$/, 'no Portico value: the reference alone');
+  t.equal(tp1.target?.detail, '1.40× ssh, 0.93× aes', 'the verdict ignores them');
+  const [node, native, ...rest] = tlsPipeLines([tp1, tp1r]);
+  t.match(node ?? '', /^Node TLS pipe: .* client→service 650 MiB\/s \(Portico 1\.29× it\), service→client 720 MiB\/s \(Portico 0\.97× it\)$/);
+  t.match(native ?? '', /^socat TLS pipe: .* client→service 750 MiB\/s \(Portico 1\.12× it\)$/, 'only the direction it was measured in');
+  t.same(rest, []);
+  t.same(tlsPipeLines([row('tp1', 'rate', { direct: 3500, portico: 840 })]), [], 'not measured: no lines');
+  t.match(tlsPipeLines([row('tp1', 'rate', { [NODE_TLS]: 650 })])[0] ?? '', /client→service 650 MiB\/s$/, 'no Portico value: the reference alone');
 });
