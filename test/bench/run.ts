@@ -1,6 +1,6 @@
 // Portico benchmark: the tunnel side by side with direct loopback, socat and
 // ssh -R (chacha20-poly1305 and aes128-gcm), in one run, one table.
-//   npm run bench                 full run (~16 min)
+//   npm run bench                 full run (~17 min)
 //   node dist/test/bench/run.js --quick          (~90 s)
 //   node dist/test/bench/run.js --only=direct,ssh,portico
 // Installs nothing: uses iperf3, socat, sshd/ssh, nginx and wrk when present
