@@ -121,15 +121,17 @@ function median(xs: number[]): number | undefined {
 }
 
 /** A throughput-only reference path (the Node or socat TLS pipe): forwards for iperf3 (or the Node generators' source and sink). */
-async function openTpRef(adapter: PathAdapter, tp: { iperf: number; source: number; sink: number }, haveIperf: boolean): Promise<Live> {
+async function openTpRef(adapter: PathAdapter, tp: { iperf: number; echo: number; source: number; sink: number }, haveIperf: boolean): Promise<Live> {
   const why = await adapter.available();
   if (why) throw new Error(why);
   const inst = await adapter.open({ targetHost: LOCAL_HOST });
   try {
     const fwd = (p: number): Promise<Forward> => inst.start({ targetHost: LOCAL_HOST, targetPort: p });
-    const [source, sink, iperf] = await Promise.all([fwd(tp.source), fwd(tp.sink), haveIperf ? fwd(tp.iperf) : undefined]);
-    const l: Live = { adapter, inst, fw: { echo: source, source, sink } };
+    const [echo, source, sink, iperf] = await Promise.all([fwd(tp.echo), fwd(tp.source), fwd(tp.sink), haveIperf ? fwd(tp.iperf) : undefined]);
+    const l: Live = { adapter, inst, fw: { echo, source, sink } };
     if (iperf) l.fw.iperf = iperf;
+    // Like every column: bytes through it must come back intact before its rate means anything.
+    await smoke(echo);
     return l;
   } catch (e) {
     await inst.stop();
