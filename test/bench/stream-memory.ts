@@ -53,16 +53,6 @@ function rss(pid: number): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Lowest of a few readings a moment apart (GC settles). */
-async function settled(pid: number): Promise<number> {
-  let best = Infinity;
-  for (let i = 0; i < 4; i++) {
-    await sleep(300);
-    best = Math.min(best, rss(pid));
-  }
-  return best;
-}
-
 /** Highest reading once RSS stopped rising (no new high for 1.5 s, at most 20 s). */
 async function plateau(pid: number): Promise<number> {
   let high = rss(pid);
