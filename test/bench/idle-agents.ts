@@ -3,13 +3,14 @@
 // class, so each is a real TLS connection + yamux session + control channel).
 //   node dist/test/bench/idle-agents.js [--agents=1000]
 // Prints one table; exports runIdleAgents() for run.ts.
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from '../../agent/agent.js';
 import { createLogger } from '../../shared/logging.js';
 import type { AgentConfig } from '../../shared/config/types.js';
 import { freePorts, startRelay, type RelayHandle } from '../helpers/cluster.js';
+import { rss } from '../helpers/proc-mem.js';
 
 export interface IdleAgentsResult {
   agents: number;
@@ -20,10 +21,6 @@ export interface IdleAgentsResult {
   target: { text: string; pass: boolean };
 }
 
-function rss(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
-}
 
 async function settleRss(pid: number): Promise<number> {
   // Take the lowest of a few readings a moment apart (GC settles).

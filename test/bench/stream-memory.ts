@@ -12,11 +12,11 @@
 //   node dist/test/bench/stream-memory.js [--streams=32]
 // Exports runStreamMemory() for run.ts. Loopback only.
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCluster, TARGET_HOST } from '../helpers/cluster.js';
 import { assertLoopback } from './peers/proc.js';
+import { rss } from '../helpers/proc-mem.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -46,10 +46,6 @@ export interface StreamMemoryResult {
   rows: StreamMemoryRow[];
 }
 
-function rss(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * KiB : 0;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

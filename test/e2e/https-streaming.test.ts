@@ -8,11 +8,12 @@
 import t from 'tap';
 import https from 'node:https';
 import { createHash } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import WebSocket from 'ws';
 import { createServer, startAgent } from '../helpers/cluster.js';
 import { caOf, httpsHostsOf, resourceSha, resourceSlice, startOrigin, startWebRelay, webRequest } from '../helpers/web.js';
+import { rss } from '../helpers/proc-mem.js';
 
 const MiB = 1024 * 1024;
 const BIG = 256 * MiB;
@@ -33,8 +34,7 @@ t.teardown(async () => {
 
 /** Resident memory of the relay process, bytes. */
 function relayRss(): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${relay.child.pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
+  return rss(relay.child.pid!);
 }
 
 function sampleRss(): { stop(): number } {

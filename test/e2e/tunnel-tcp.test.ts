@@ -1,9 +1,9 @@
 // Raw TCP through the tunnel: bulk both ways, many concurrent echoes, half-close.
 import t from 'tap';
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
 import { eventually, startAgent, startCluster, TARGET_HOST, type Cluster } from '../helpers/cluster.js';
 import { exchange, halfCloseRequest, refused, startEcho, startSourceSink, writeRandom } from '../helpers/targets.js';
+import { rss } from '../helpers/proc-mem.js';
 
 const MiB = 1024 * 1024;
 let cluster: Cluster;
@@ -96,10 +96,6 @@ t.test('a client that stops reading keeps memory bounded; other streams keep flo
     await echo.close();
     await new Promise<void>((r) => source.close(() => r()));
   });
-  const rss = (pid: number) => {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
-  };
   const relayPid = cluster.relay.child.pid!;
   const agentPid = cluster.agent.child.pid!;
   const before = { relay: rss(relayPid), agent: rss(agentPid) };

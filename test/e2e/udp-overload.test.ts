@@ -6,7 +6,8 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { startCluster, TARGET_HOST, type Cluster } from '../helpers/cluster.js';
-import { bindUdp, closeUdp, request, rss, startUdpTarget } from '../helpers/udp.js';
+import { bindUdp, closeUdp, request, startUdpTarget } from '../helpers/udp.js';
+import { rss } from '../helpers/proc-mem.js';
 
 const MiB = 1024 * 1024;
 const FLOWS = 4;

@@ -1,7 +1,6 @@
 /** UDP targets (inside the "container", on 127.0.0.2) and clients for the UDP tests and bench. */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
 
 export interface UdpTarget {
   port: number;
@@ -61,12 +60,6 @@ export async function udpPortFree(host: string, port: number): Promise<boolean> 
   } catch {
     return false;
   }
-}
-
-/** Resident set size of a process, bytes. */
-export function rss(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
 }
 
 /** Sends `msg` until a reply arrives (UDP may drop the first tries while a flow opens); resolves with the reply. */

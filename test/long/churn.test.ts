@@ -3,17 +3,13 @@
 // (the last third's peak within 32 MiB of the first third's), every echo
 // intact, and open streams back to zero at the end.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
 import { eventually, startCluster, TARGET_HOST } from '../helpers/cluster.js';
 import { exchange, startEcho } from '../helpers/targets.js';
+import { rss } from '../helpers/proc-mem.js';
 
 const SECONDS = Number(process.env.PORTICO_CHURN_SECONDS ?? 600);
 const MiB = 1024 * 1024;
 
-function rss(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
-}
 
 t.setTimeout((SECONDS + 120) * 1000);
 
