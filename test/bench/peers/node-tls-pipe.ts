@@ -16,14 +16,10 @@ import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Duplex } from 'node:stream';
-import { ensureDevCerts } from '../../../relay/tls/dev-certs.js';
 import { MODERN_CIPHERS } from '../../../shared/transport/tls.js';
-import { assertLoopback, freePort, makeTempDir, removeTempDir, spawnTracked, stopChild, waitForPort, type Spawned } from './proc.js';
-import type { Forward, PathAdapter } from './types.js';
-
-const HOST = '127.0.0.1';
-/** The dev certificate's name (ensureDevCerts below). */
-const SERVERNAME = 'connect01.localhost';
+import { assertLoopback } from './proc.js';
+import { PIPE_HOST as HOST, PIPE_SERVERNAME as SERVERNAME, tlsPipe } from './tls-pipe.js';
+import type { PathAdapter } from './types.js';
 
 function join(a: Duplex, b: Duplex): void {
   a.pipe(b);
@@ -56,42 +52,14 @@ function runBack(port: number, targetHost: string, targetPort: number, certFile:
 
 const script = fileURLToPath(import.meta.url);
 
-export const nodeTlsPipe: PathAdapter = {
+export const nodeTlsPipe: PathAdapter = tlsPipe({
   name: 'node-tls',
   label: 'Node TLS pipe',
   available: async () => null,
-  open: async () => {
-    const certDir = makeTempDir('node-tls-pipe');
-    await ensureDevCerts(certDir, 'localhost', SERVERNAME);
-    const procs: Spawned[] = [];
-    const spawnPart = async (args: string[], port: number): Promise<Spawned> => {
-      const p = spawnTracked(process.execPath, [script, ...args]);
-      procs.push(p);
-      await waitForPort(HOST, port, 5000, `node TLS pipe: ${p.output()}`);
-      return p;
-    };
-    // relayPid / agentPid: the front and back of the latest forward (cpu-cost.ts reads them).
-    const info: Record<string, unknown> = { kind: 'two Node processes, net <-> tls with stream.pipe, TLS 1.3 AES-128-GCM, no mux' };
-    return {
-      targetPorts: null,
-      info,
-      start: async ({ targetHost, targetPort }): Promise<Forward> => {
-        assertLoopback(targetHost);
-        const backPort = await freePort(HOST);
-        const back = await spawnPart(['back', String(backPort), targetHost, String(targetPort), path.join(certDir, 'relay.crt'), path.join(certDir, 'relay.key')], backPort);
-        const port = await freePort(HOST);
-        const front = await spawnPart(['front', String(port), String(backPort), path.join(certDir, 'ca.pem')], port);
-        info.relayPid = front.child.pid;
-        info.agentPid = back.child.pid;
-        return { host: HOST, port, stop: async () => void (await Promise.all([stopChild(front), stopChild(back)])) };
-      },
-      stop: async () => {
-        await Promise.all(procs.map((p) => stopChild(p)));
-        removeTempDir(certDir);
-      },
-    };
-  },
-};
+  kind: 'two Node processes, net <-> tls with stream.pipe, TLS 1.3 AES-128-GCM, no mux',
+  back: (port, t, c) => [process.execPath, [script, 'back', String(port), t.targetHost, String(t.targetPort), c.cert, c.key]],
+  front: (port, backPort, c) => [process.execPath, [script, 'front', String(port), String(backPort), c.ca]],
+});
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === script) {
   const [mode, ...a] = process.argv.slice(2);
