@@ -216,34 +216,32 @@ export async function benchHttpsProxy(
       rows.push({ path: 'direct', label: 'origin direct (HTTP)', ...(await load(directT)) });
 
       const dev = await ensureDevCerts(certDir, 'localhost', 'connect01.localhost');
-      const nginxPort = await freePort();
-      try {
-        const tlsRef = await startNginxTls(nginxPort, originPort, path.join(certDir, 'relay.crt'), path.join(certDir, 'relay.key'));
-        stops.push(() => tlsRef.stop());
-        log('https bench: nginx TLS + proxy_pass');
-        const t: Target = { url: `https://127.0.0.1:${nginxPort}/4k`, host: 'bench.secure.localhost', ca: Buffer.from(dev.ca) };
-        await warm(t);
-        const r = await measured(load, t, { nginx: () => cpuSecondsWithChildren(tlsRef.pid) });
-        rows.push({ path: 'nginx', label: 'nginx TLS + proxy_pass', ...r });
-        log(`  nginx: ${fmt(r.rps)} req/s, p99 ${fmt(r.p99ms)} ms; CPU µs/req ${cpuNote(r.cpuUs)}`);
-      } catch (err) {
-        rows.push({ path: 'nginx', label: 'nginx TLS + proxy_pass', rps: Number.NaN, p50ms: Number.NaN, p99ms: Number.NaN, errors: 0, note: (err as Error).message });
-      }
-
-      const nodeLabel = 'Node https + http.request, no tunnel';
-      try {
-        const nodePort = await freePort();
-        const ref = await startNodeHttpsProxy(nodePort, ORIGIN_HOST, originPort, path.join(certDir, 'relay.crt'), path.join(certDir, 'relay.key'));
-        stops.push(() => ref.stop());
-        log('https bench: Node https proxy (reference)');
-        const t: Target = { url: `https://127.0.0.1:${nodePort}/4k`, host: 'bench.secure.localhost', ca: Buffer.from(dev.ca) };
-        await warm(t);
-        const r = await measured(load, t, { node: () => cpuSeconds(ref.pid) });
-        rows.push({ path: 'node', label: nodeLabel, ...r });
-        log(`  node: ${fmt(r.rps)} req/s, p99 ${fmt(r.p99ms)} ms; CPU µs/req ${cpuNote(r.cpuUs)}`);
-      } catch (err) {
-        rows.push({ path: 'node', label: nodeLabel, rps: Number.NaN, p50ms: Number.NaN, p99ms: Number.NaN, errors: 0, note: (err as Error).message });
-      }
+      const cert = path.join(certDir, 'relay.crt');
+      const key = path.join(certDir, 'relay.key');
+      /** One TLS reference row: start it on a free port, warm up, measure with its process's CPU. */
+      const reference = async (row: 'nginx' | 'node', label: string, start: (port: number) => Promise<{ cpu(): number; stop(): Promise<void> }>): Promise<void> => {
+        try {
+          const port = await freePort();
+          const ref = await start(port);
+          stops.push(() => ref.stop());
+          log(`https bench: ${label}`);
+          const t: Target = { url: `https://127.0.0.1:${port}/4k`, host: 'bench.secure.localhost', ca: Buffer.from(dev.ca) };
+          await warm(t);
+          const r = await measured(load, t, { [row]: ref.cpu });
+          rows.push({ path: row, label, ...r });
+          log(`  ${row}: ${fmt(r.rps)} req/s, p99 ${fmt(r.p99ms)} ms; CPU µs/req ${cpuNote(r.cpuUs)}`);
+        } catch (err) {
+          rows.push({ path: row, label, rps: Number.NaN, p50ms: Number.NaN, p99ms: Number.NaN, errors: 0, note: (err as Error).message });
+        }
+      };
+      await reference('nginx', 'nginx TLS + proxy_pass', async (port) => {
+        const n = await startNginxTls(port, originPort, cert, key);
+        return { cpu: () => cpuSecondsWithChildren(n.pid), stop: n.stop };
+      });
+      await reference('node', 'Node https + http.request, no tunnel', async (port) => {
+        const n = await startNodeHttpsProxy(port, ORIGIN_HOST, originPort, cert, key);
+        return { cpu: () => cpuSeconds(n.pid), stop: n.stop };
+      });
     }
 
     log('https bench: portico relay + agent');
