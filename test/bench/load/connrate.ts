@@ -1,9 +1,14 @@
 // New-connection rate: C workers each loop { connect, write N bytes, read the
 // N-byte echo, half-close, wait for the peer's close }, for a bounded time and
-// count. Counts only complete, correct round trips.
+// count. Counts only complete, correct round trips (every echoed byte is
+// checked; a short, long or altered echo is an error).
 import net from 'node:net';
 import { assertLoopback } from '../peers/proc.js';
 import { Histogram } from './histogram.js';
+import { isFilledWith } from './latency.js';
+
+/** The byte every payload is filled with; the echo must be the same. */
+const FILL = 0x63;
 
 export interface ConnRateResult {
   perSec: number;
@@ -31,6 +36,7 @@ function oneConn(host: string, port: number, payload: Buffer, timeoutMs: number)
     s.once('error', fail);
     s.once('connect', () => s.write(payload));
     s.on('data', (d: Buffer) => {
+      if (!isFilledWith(d, FILL)) return fail(new Error(`echo byte mismatch after ${got} bytes`));
       got += d.length;
       if (got === payload.length) s.end();
       else if (got > payload.length) fail(new Error('too many bytes'));
@@ -58,24 +64,30 @@ export async function connRate(opts: {
   const c = opts.concurrency ?? 16;
   const size = opts.size ?? 4096;
   const maxCount = opts.maxCount ?? 1_000_000;
-  const payload = Buffer.alloc(size, 0x63);
+  const payload = Buffer.alloc(size, FILL);
   const hist = new Histogram();
   let completed = 0;
   let errors = 0;
+  /** Connections started, warm-up included: the loop's hard bound. */
+  let attempts = 0;
   let firstError: string | undefined;
   const warm = opts.warmupSeconds ?? 0.5;
   let t0 = process.hrtime.bigint();
   const endAt = Date.now() + (warm + opts.seconds) * 1000;
   let measuring = warm <= 0;
-  const warmTimer = setTimeout(() => {
-    measuring = true;
-    completed = 0;
-    errors = 0;
-    hist.reset();
-    t0 = process.hrtime.bigint();
-  }, warm * 1000);
+  const warmTimer =
+    warm > 0
+      ? setTimeout(() => {
+          measuring = true;
+          completed = 0;
+          errors = 0;
+          hist.reset();
+          t0 = process.hrtime.bigint();
+        }, warm * 1000)
+      : undefined;
   const worker = async (): Promise<void> => {
-    while (Date.now() < endAt && completed + errors < maxCount && !(errors > 1000 && errors > completed)) {
+    while (Date.now() < endAt && attempts < maxCount && !(errors > 1000 && errors > completed)) {
+      attempts++; // claimed before the await, so concurrent workers cannot overshoot maxCount
       const a = process.hrtime.bigint();
       try {
         await oneConn(opts.host, opts.port, payload, 5000);

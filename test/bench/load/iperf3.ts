@@ -32,6 +32,25 @@ interface IperfJson {
   };
 }
 
+/**
+ * The receiver-side result of `iperf3 -c … -J`: its aggregate and per-stream
+ * rates in bytes per second. Anything else — no JSON, iperf3's own `error`,
+ * a run without a receiver sum — is an error naming what iperf3 printed.
+ */
+export function parseIperf3Json(out: string, code: number | null, output: string, seconds: number): ThroughputResult {
+  let j: IperfJson;
+  try {
+    j = JSON.parse(out.slice(out.indexOf('{'))) as IperfJson;
+  } catch {
+    throw new Error(`iperf3 exited ${code}, unparsable output: ${output.slice(0, 300).replace(/\s+/g, ' ')}`);
+  }
+  if (j.error) throw new Error(`iperf3: ${j.error}`);
+  const bps = j.end?.sum_received?.bits_per_second;
+  if (typeof bps !== 'number') throw new Error(`iperf3 exited ${code} without a result`);
+  const perStream = (j.end?.streams ?? []).map((s) => (s.receiver?.bits_per_second ?? 0) / 8);
+  return { bytesPerSec: bps / 8, perStream, seconds: j.end?.sum_received?.seconds ?? seconds, tool: 'iperf3' };
+}
+
 export async function runIperf3(opts: {
   host: string;
   port: number;
@@ -58,17 +77,6 @@ export async function runIperf3(opts: {
   const timer = setTimeout(() => p.kill(), limit);
   const code = await p.exited;
   clearTimeout(timer);
-  const out = p.stdout();
-  let j: IperfJson;
-  try {
-    j = JSON.parse(out.slice(out.indexOf('{'))) as IperfJson;
-  } catch {
-    throw new Error(`iperf3 exited ${code}, unparsable output: ${p.output().slice(0, 300).replace(/\s+/g, ' ')}`);
-  }
-  if (j.error) throw new Error(`iperf3: ${j.error}`);
-  const bps = j.end?.sum_received?.bits_per_second;
-  if (typeof bps !== 'number') throw new Error(`iperf3 exited ${code} without a result`);
-  const perStream = (j.end?.streams ?? []).map((s) => (s.receiver?.bits_per_second ?? 0) / 8);
-  return { bytesPerSec: bps / 8, perStream, seconds: j.end?.sum_received?.seconds ?? opts.seconds, tool: 'iperf3' };
+  return parseIperf3Json(p.stdout(), code, p.output(), opts.seconds);
 }
 

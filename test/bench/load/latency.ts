@@ -1,10 +1,22 @@
 // Paced request/response latency: fixed-size requests on one persistent,
 // pipelined connection to an echo server, sent on a fixed schedule (open
 // loop: a slow response does not delay the next request), timed from the
-// write to the last byte of its echo. Percentiles from Histogram.
+// write to the last byte of its echo. Percentiles from Histogram. A reply
+// byte that is not the request's (a broken path) or a close before every
+// request was answered fails the measurement instead of yielding percentiles
+// of a partial run.
 import net from 'node:net';
 import { assertLoopback } from '../peers/proc.js';
 import { Histogram } from './histogram.js';
+
+/** The byte every request is filled with; the echo must be the same. */
+const FILL = 0x71;
+
+/** True if every byte of `b` is `v`. */
+export function isFilledWith(b: Buffer, v: number): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== v) return false;
+  return true;
+}
 
 export interface LatencyResult {
   rate: number;
@@ -34,7 +46,7 @@ export async function pacedLatency(opts: {
   const warm = opts.warmupSeconds ?? 0.3;
   const total = Math.min(Math.ceil(rate * (opts.seconds + warm)), 10_000_000);
   const warmCount = Math.ceil(rate * warm);
-  const req = Buffer.alloc(size, 0x71);
+  const req = Buffer.alloc(size, FILL);
   const sentAt = new Float64Array(total);
   const hist = new Histogram();
 
@@ -54,6 +66,11 @@ export async function pacedLatency(opts: {
   const done = new Promise<void>((r) => (finish = r));
   s.on('data', (d: Buffer) => {
     const t = now();
+    if (error === null && !isFilledWith(d, FILL)) {
+      error = new Error(`latency: echo byte mismatch after ${rxBytes} bytes`);
+      finish();
+      return;
+    }
     rxBytes += d.length;
     while (completed < sent && rxBytes >= (completed + 1) * size) {
       if (completed >= warmCount) hist.record(t - (sentAt[completed] ?? t));
@@ -65,7 +82,10 @@ export async function pacedLatency(opts: {
     error = e;
     finish();
   });
-  s.on('close', () => finish());
+  s.on('close', () => {
+    if (error === null && completed < total) error = new Error(`latency: connection closed after ${completed} of ${total} responses`);
+    finish();
+  });
 
   const start = now();
   const tick = (): void => {
@@ -81,13 +101,16 @@ export async function pacedLatency(opts: {
   };
   const timer = setInterval(tick, 1);
   tick();
-  const grace = setTimeout(finish, (opts.seconds + warm) * 1000 + 5000);
+  const grace = setTimeout(() => {
+    error ??= new Error(`latency: ${total - completed} of ${total} responses missing ${opts.seconds + warm + 5} s after the start`);
+    finish();
+  }, (opts.seconds + warm) * 1000 + 5000);
   await done;
   clearInterval(timer);
   clearTimeout(grace);
   const elapsed = (now() - start) / 1e9;
   s.destroy();
-  if (error && completed < total) throw error;
+  if (error !== null) throw error as Error;
   const us = (ns: number): number => ns / 1000;
   return {
     rate,
