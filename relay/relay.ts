@@ -31,7 +31,10 @@ import type { RelayHooks, ServerStatus } from './api/types.js';
 import { Observability } from './observability.js';
 import { loadOrCreateMetricsKeyHash, registerMetricsRoute } from './stats/metrics-route.js';
 
-/** Ports handed out by allocatePorts but not yet stored stay taken this long. */
+/**
+ * Ports handed out by allocatePorts stay taken until releasePorts (the server
+ * record holds them from then on), at most this long if creation never reports back.
+ */
 const PENDING_ALLOCATION_MS = 60_000;
 
 export interface RelayTls {
@@ -152,6 +155,10 @@ export class Relay implements RelayHooks {
     const ports = await allocateBlock({ range: c.ports.range, count, reserved: [...c.ports.reserved, ...own], taken, bindHost: c.ports.bind });
     for (const p of ports) this.pendingPorts.set(p, now);
     return ports;
+  }
+
+  releasePorts(ports: number[]): void {
+    for (const p of ports) this.pendingPorts.delete(p);
   }
 
   serverStatus(id: string): ServerStatus {

@@ -22,6 +22,8 @@ export interface ServerStatus {
 export interface RelayHooks {
   /** Picks a free block of `count` public ports (allocator + store); throws PorticoError POOL_EXHAUSTED. */
   allocatePorts(count: number): Promise<number[]>;
+  /** The ports allocatePorts handed out are stored with their server (or creation failed): stop holding them. */
+  releasePorts?(ports: number[]): void;
   serverStatus(id: string): ServerStatus;
   /** After create/update/udp/token/mapping change: push the new state to the agent. */
   serverChanged(id: string): Promise<void>;

@@ -104,17 +104,22 @@ export async function serverRoutes(app: FastifyInstance, opts: ServerRoutesOptio
           throw new PorticoError('CONFLICT', `server ${explicitId} already exists`, { field: 'id', id: explicitId });
         }
         const ports = await relay.allocatePorts(count);
-        for (let attempt = 1; ; attempt++) {
-          const id = explicitId ?? generateServerId();
-          const { token, tokenHash } = makeAgentToken(id);
-          try {
-            const server = await store.createServer({ id, owner, ports, udp: body.udp ?? false, tokenHash });
-            return { server, token };
-          } catch (err) {
-            // A generated id may collide (40 bits); try another. An explicit one is the caller's conflict.
-            if (explicitId === undefined && isPorticoError(err) && err.code === 'CONFLICT' && attempt < GENERATED_ID_ATTEMPTS) continue;
-            throw err;
+        try {
+          for (let attempt = 1; ; attempt++) {
+            const id = explicitId ?? generateServerId();
+            const { token, tokenHash } = makeAgentToken(id);
+            try {
+              const server = await store.createServer({ id, owner, ports, udp: body.udp ?? false, tokenHash });
+              return { server, token };
+            } catch (err) {
+              // A generated id may collide (40 bits); try another. An explicit one is the caller's conflict.
+              if (explicitId === undefined && isPorticoError(err) && err.code === 'CONFLICT' && attempt < GENERATED_ID_ATTEMPTS) continue;
+              throw err;
+            }
           }
+        } finally {
+          // Stored with the server (so taken by the store from now on), or not created: either way no longer pending.
+          relay.releasePorts?.(ports);
         }
       });
 
