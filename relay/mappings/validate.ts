@@ -1,7 +1,8 @@
 /**
  * The rules every explicit mapping obeys, whoever declares it (management API
- * or agent.yaml): platform ports, the server's block, uniqueness of external
- * port and name, the per-server limit, UDP switch. Returns the normalised
+ * or agent.yaml): platform ports, the server's block, uniqueness of the
+ * internal port (per protocol), external port and name, the per-server
+ * limit, UDP switch. Returns the normalised
  * fields (external port auto-assigned when omitted) or throws PorticoError.
  */
 import ipaddr from 'ipaddr.js';
@@ -78,6 +79,16 @@ export async function checkMapping(input: MappingInput, ctx: MappingContext): Pr
   if (others.length >= config.mappings.maxPerServer) {
     throw new PorticoError('MAPPING_LIMIT_REACHED', `server ${server.id} already has ${others.length} mappings (limit ${config.mappings.maxPerServer})`, {
       limit: config.mappings.maxPerServer,
+    });
+  }
+  const sameInternal = others.find((m) => m.protocol === protocol && m.internalPort === internalPort);
+  if (sameInternal) {
+    throw new PorticoError('PORT_ALREADY_MAPPED', `Internal port ${internalPort} is already mapped (${protocol}, external port ${sameInternal.externalPort}${sameInternal.description ? `, ${sameInternal.description}` : ''})`, {
+      field: 'internal_port',
+      internal_port: internalPort,
+      existing_mapping_id: sameInternal.id,
+      existing_description: sameInternal.description,
+      suggestion: 'Use a different internal port or update the existing mapping',
     });
   }
   const used = new Map(others.filter((m) => m.protocol === protocol).map((m) => [m.externalPort, m]));

@@ -297,6 +297,14 @@ t.test('POST /proxy/ports errors: every code with its status and details', async
   t.equal(taken.body.error.details.existing_description, 'svc one');
   t.match(taken.body.error.details.suggestion, /external port \d+/);
 
+  // The seed's meaning: one mapping per internal port (and protocol).
+  const again = await api('POST', ports, { internal_port: banners.get('one') });
+  expectError(t, again, 409, 'PORT_ALREADY_MAPPED', 'internal_port');
+  t.match(again.body.error.message, new RegExp(`^Internal port ${banners.get('one')} is already mapped`));
+  t.equal(again.body.error.details.internal_port, banners.get('one'));
+  t.equal(again.body.error.details.existing_mapping_id, m1);
+  t.equal(again.body.error.details.existing_description, 'svc one');
+
   expectError(t, await api('POST', ports, { internal_port: 9000, name: 'web' }), 409, 'NAME_TAKEN', 'name');
   expectError(t, await api('POST', `${P(bob.id)}/ports`, { internal_port: 9000, name: 'web' }), 409, 'NAME_TAKEN', 'name');
   expectError(t, await api('POST', ports, { internal_port: 9000, protocol: 'udp' }), 409, 'UDP_NOT_ENABLED', 'protocol');
@@ -653,6 +661,24 @@ t.test('concurrent creates never share an external port', async (t) => {
   const ports = new Set(ok.map((r) => r.body.data.external_port));
   t.equal(ports.size, 5, 'five different external ports');
   for (const r of ok) await api('DELETE', `${P(bob.id)}/ports/${r.body.data.id}`);
+});
+
+t.test('DELETE /v1/servers frees the block at once: a full pool takes a new server right after a delete', async (t) => {
+  const made: string[] = [];
+  let refused: Res | undefined;
+  for (let i = 0; i < 20 && refused === undefined; i++) {
+    const res = await api('POST', '/v1/servers', { id: `fill-${i}`, ports: 40 });
+    if (res.status === 201) made.push(res.body.data.id);
+    else refused = res;
+  }
+  t.ok(made.length > 0, `${made.length} servers of 40 ports filled the pool`);
+  expectError(t, refused!, 503, 'POOL_EXHAUSTED');
+  const freed = await api('GET', `/v1/servers/${made[0]}`);
+  t.equal((await api('DELETE', `/v1/servers/${made[0]}`)).status, 200);
+  const again = await api('POST', '/v1/servers', { id: 'fill-again', ports: 40 });
+  t.equal(again.status, 201, `created at once (${again.body?.error?.message ?? 'ok'})`);
+  t.same(again.body.data.ports, freed.body.data.ports, 'it got the freed block');
+  for (const id of [...made.slice(1), 'fill-again']) t.equal((await api('DELETE', `/v1/servers/${id}`)).status, 200);
 });
 
 t.test('the OpenAPI document parses and lists every route, the proxy ones with their schemas', async (t) => {
