@@ -84,7 +84,7 @@ function serialiser(store: Store) {
 }
 
 const FLAG_ON = new Set(['', 'true', '1', 'yes']);
-const flag = (v: string | undefined) => v !== undefined && FLAG_ON.has(v);
+const flag = (v: string | undefined) => v !== undefined && FLAG_ON.has(v.toLowerCase());
 
 /** Fields of agent-declared mappings that belong to agent.yaml. */
 const AGENT_OWNED_FIELDS = ['internal_port', 'external_port', 'protocol', 'name', 'http', 'group'] as const;

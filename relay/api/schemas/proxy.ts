@@ -47,11 +47,14 @@ export interface CreateMappingBody {
 
 export type UpdateMappingBody = Partial<CreateMappingBody>;
 
-/** `true`/`1`/`yes`, or the bare flag (`?include_health`), turn an include on. */
+/**
+ * `true`/`1`/`yes` in any case (Python's requests sends `True`), or the bare
+ * flag (`?include_health`), turn an include on.
+ */
 const flagSchema = {
   type: 'string',
-  enum: ['', 'true', 'false', '1', '0', 'yes', 'no'],
-  description: '`true` (or the bare flag) to include; `false` or absent to leave out',
+  pattern: '^(|[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0|[Yy][Ee][Ss]|[Nn][Oo])$',
+  description: '`true` (or the bare flag, `1`, `yes`; any case) to include; `false` or absent to leave out',
 } as const;
 
 export const proxyQuerySchema = {
@@ -61,7 +64,8 @@ export const proxyQuerySchema = {
     include_access_logs: { ...flagSchema, description: "Add `access_logs`: the server's most recent 100 HTTPS requests, newest first (secret query values redacted)" },
     include_ssl_info: { ...flagSchema, description: "Add `ssl_certificate`, read from the relay's HTTPS certificate" },
   },
-  additionalProperties: false,
+  // Other query parameters (cache busters, a client's own) are ignored, as web APIs do.
+  additionalProperties: true,
 } as const;
 
 export const mappingIdParamsSchema = {
