@@ -10,8 +10,9 @@ export function endpointLines(mappings: MappingMsg[], localHost: string): string
     const proto = m.protocol === Protocol.UDP ? 'udp' : 'tcp';
     const target = `${localHost}:${m.internalPort}`;
     const hostPort = (m.rawUrl ?? '').replace(/^[a-z]+:\/\//, '');
-    const label = m.name ? `  (${m.name})` : m.description && m.source !== 'identity' ? `  (${m.description})` : '';
-    lines.push(`${proto.padEnd(5)}${hostPort} -> ${target}${label}`);
+    // Exactly SPEC's shape, nothing after the target: scripts parse these lines (names and
+    // descriptions show in the API and in the named HTTPS URL).
+    lines.push(`${proto.padEnd(5)}${hostPort} -> ${target}`);
     for (const url of m.httpsUrls ?? []) lines.push(`${'https'.padEnd(5)} ${url} -> ${target}`);
   }
   return lines;

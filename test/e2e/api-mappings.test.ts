@@ -246,6 +246,10 @@ t.test('POST /proxy/ports: live — traffic on the new port within a second, no 
   t.ok(Date.now() - startedAt < 1_500, `within ~1 s (${Date.now() - startedAt} ms)`);
   await agent.out.waitFor(/^mappings updated:/, 5_000, linesBefore);
   await agent.out.waitFor(new RegExp(`:${m1Port} -> ${TARGET_HOST.replace(/\./g, '\\.')}:${internal}\\b`), 5_000, linesBefore);
+  t.ok(
+    agent.out.lines.slice(linesBefore).includes(`tcp  connect01.localhost:${m1Port} -> ${TARGET_HOST}:${internal}`),
+    "the agent's line has SPEC's exact shape (no description after it)",
+  );
   t.pass('the agent printed "mappings updated:" and the new endpoint');
   t.equal(agent.child.exitCode, null, 'the agent kept running');
   t.notOk(agent.out.lines.slice(linesBefore).some((l) => /^connected to /.test(l)), 'no reconnect');
