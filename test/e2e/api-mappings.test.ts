@@ -274,8 +274,9 @@ t.test('POST /proxy/ports: http mapping with a name gets HTTPS URLs; health and 
   t.equal(d.external_port, alice.ports[5], 'the explicit external port');
   t.equal(d.http, true);
   t.equal(d.name, 'web');
-  t.match(d.url, new RegExp(`^https://[a-z2-7]{26}\\.secure\\.localhost:${relay.ports.https}$`), 'url = first HTTPS URL');
-  t.same(d.urls.https, [d.url, `https://alice-web.localhost:${relay.ports.https}`]);
+  t.equal(d.url, `https://alice-web.localhost:${relay.ports.https}`, 'url = the named https://{user}-{name} address');
+  t.match(d.urls.https[0], new RegExp(`^https://[a-z2-7]{26}\\.secure\\.localhost:${relay.ports.https}$`), 'the token URL first in urls.https');
+  t.same(d.urls.https, [d.urls.https[0], d.url]);
   t.equal(d.urls.raw, `tcp://connect01.localhost:${alice.ports[5]}`);
   t.same(d.health_check, { enabled: true, path: '/lab', interval_seconds: 30, timeout_seconds: 10, expected_status: 200, retries: 3 }, 'defaults filled');
   t.same(d.access_control.ip_whitelist, ['203.0.113.7/24', '2001:db8::/32', '127.0.0.1'], 'CIDRs canonicalised');

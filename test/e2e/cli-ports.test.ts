@@ -82,8 +82,8 @@ t.test('ports add --http --name --external --json: the raw data with HTTPS URLs'
   t.equal(d.external_port, server.ports[3]);
   t.equal(d.http, true);
   t.equal(d.name, 'notebook');
-  t.match(d.url, /^https:\/\/[a-z2-7]{26}\.secure\.localhost:\d+$/);
-  t.ok(d.urls.https.includes(`https://carol-notebook.localhost:${relay.ports.https}`));
+  t.equal(d.url, `https://carol-notebook.localhost:${relay.ports.https}`, 'a named mapping: its named address');
+  t.match(d.urls.https[0], /^https:\/\/[a-z2-7]{26}\.secure\.localhost:\d+$/);
   const text = await cli(['add', server.id, '--internal', '9002', '--http']);
   t.equal(text.code, 0);
   t.match(text.out, /^https\s+https:\/\/[a-z2-7]{26}\.secure\.localhost:/m, 'the text form lists the HTTPS URLs');

@@ -116,7 +116,9 @@ export function mappingView(config: RelayConfig, server: ServerRecord, m: Mappin
     http: m.http,
     source: m.source,
     group: m.group ?? null,
-    url: https[0] ?? raw,
+    // The friendly https://{user}-{name} address when the mapping has a name (as the seed shows it),
+    // else the token URL; every URL is in `urls`.
+    url: (m.name ? https.find((u) => u.startsWith(`https://${server.owner}-${m.name}.`)) : undefined) ?? https[0] ?? raw,
     urls: { raw, https },
     status: online ? 'active' : 'inactive',
     health_status: health.status,
