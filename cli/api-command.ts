@@ -33,6 +33,20 @@ export interface ApiFlags {
   json?: boolean;
 }
 
+/**
+ * The API options on the program itself too, so they may come before the
+ * command group (`portico --api URL server list`) as well as after it.
+ */
+export function addGlobalApiOptions(program: Command): Command {
+  return program
+    .option('--api <url>', 'management API base URL for server/ports (env PORTICO_API)')
+    .option('--api-key <key>', 'API key for server/ports (env PORTICO_API_KEY)')
+    .option('--json', 'server/ports: print the raw `data` JSON of the response');
+}
+
+/** A command line the API commands cannot run (printed as `error USAGE: …`, exit 1). */
+export class UsageError extends Error {}
+
 /** Adds a command group with the API options; usage errors print as `error USAGE: …`. */
 export function apiCommandGroup(program: Command, name: string, description: string): Command {
   return program
@@ -46,6 +60,7 @@ export function apiCommandGroup(program: Command, name: string, description: str
 
 /** The one-line message for a failed call. */
 export function formatApiError(err: unknown): string {
+  if (err instanceof UsageError) return `error USAGE: ${err.message}`;
   if (!(err instanceof ApiError)) return `error INTERNAL: ${(err as Error).message}`;
   let msg = `error ${err.code}: ${err.message}`;
   const field = err.details.field;
@@ -85,7 +100,7 @@ export async function runInProcess(register: (program: Command, io: CliIo) => Co
     env: io.env ?? process.env,
     cwd: io.cwd ?? process.cwd(),
   };
-  const program = new Command('portico').exitOverride().configureOutput({ writeOut: full.stdout, writeErr: full.stderr });
+  const program = addGlobalApiOptions(new Command('portico').exitOverride().configureOutput({ writeOut: full.stdout, writeErr: full.stderr }));
   register(program, full);
   for (const cmd of program.commands) {
     cmd.exitOverride();

@@ -6,10 +6,12 @@ import { registerAgentCommand } from './commands/agent.js';
 import { registerServerCommands } from './commands/server.js';
 import { registerPortsCommands } from './commands/ports.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { addGlobalApiOptions } from './api-command.js';
 
 const program = new Command('portico')
   .description('Publish services inside GPU containers through an outbound TLS tunnel: raw TCP/UDP ports and HTTPS subdomains')
   .version(VERSION);
+addGlobalApiOptions(program);
 registerRelayCommand(program);
 registerAgentCommand(program);
 registerDemoCommand(program);

@@ -8,7 +8,7 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { ApiError, type MappingInput, type PortMappingView, type ProxyView } from '../api-client.js';
 import { formatFields, formatPortRuns, formatTable } from '../format.js';
-import { apiAction, apiCommandGroup, processIo, runInProcess, type CliIo } from '../api-command.js';
+import { apiAction, apiCommandGroup, processIo, runInProcess, UsageError, type CliIo } from '../api-command.js';
 
 interface MappingFlags {
   internal?: number;
@@ -85,17 +85,23 @@ export function registerPortsCommands(program: Command, io: CliIo = processIo): 
   ports
     .command('add')
     .argument('<server>', 'server id')
+    .argument('[internal_port]', 'port inside the container (or --internal)', parsePort)
     .description("map an internal port to a public port of the server's block (auto-assigned unless --external)")
-    .requiredOption('--internal <port>', 'port inside the container', parsePort)
+    .option('--internal <port>', 'port inside the container', parsePort)
     .option('--external <port>', "public port from the server's block (default: first free one)", parsePort)
     .option('--name <name>', 'unique name; http mappings also get https://{owner}-{name}.{domain}')
     .option('--http', 'also publish an HTTPS endpoint')
     .option('--udp', 'a UDP mapping (the server needs UDP enabled)')
     .option('--description <text>', 'what runs there')
     .action(
-      action(async (client, flags, server: string, opts: MappingFlags) => {
+      action(async (client, flags, server: string, positional: number | undefined, opts: MappingFlags) => {
+        const internal = opts.internal ?? positional;
+        if (internal === undefined) throw new UsageError('the internal port is required: ports add SERVER PORT, or --internal PORT');
+        if (opts.internal !== undefined && positional !== undefined && opts.internal !== positional) {
+          throw new UsageError(`two internal ports given (${positional} and --internal ${opts.internal})`);
+        }
         const body = mappingBody(opts);
-        const { data } = await client.createMapping(server, { ...body, internal_port: opts.internal! });
+        const { data } = await client.createMapping(server, { ...body, internal_port: internal });
         return flags.json ? data : mappingText(data, 'added');
       }),
     );

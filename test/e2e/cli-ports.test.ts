@@ -157,7 +157,10 @@ t.test('errors: the API code and message, exit 1', async (t) => {
 t.test('usage errors use the same error line', async (t) => {
   const noInternal = await cli(['add', server.id]);
   t.not(noInternal.code, 0);
-  t.match(noInternal.err, /^error USAGE: required option '--internal <port>' not specified/);
+  t.match(noInternal.err, /^error USAGE: the internal port is required: ports add SERVER PORT, or --internal PORT/);
+  const twice = await cli(['add', server.id, '9010', '--internal', '9011']);
+  t.equal(twice.code, 1);
+  t.match(twice.err, /^error USAGE: two internal ports given \(9010 and --internal 9011\)/);
   const badPort = await cli(['add', server.id, '--internal', 'eighty']);
   t.not(badPort.code, 0);
   t.match(badPort.err, /^error USAGE: .*port number/);
@@ -181,4 +184,13 @@ t.test('the portico binary has the ports command', async (t) => {
   t.equal(await rm.exited, 0);
   const gone = spawnPortico(['ports', 'rm', server.id, plainId], { PORTICO_API: relay.apiUrl, PORTICO_API_KEY: relay.adminKey });
   t.equal(await gone.exited, 1, 'exit 1 on an API error');
+  // The API options may also come first, before the command group; the internal port may be positional.
+  const first = spawnPortico(['--api', relay.apiUrl, '--api-key', relay.adminKey, '--json', 'ports', 'add', server.id, '9020']);
+  t.equal(await first.exited, 0, 'portico --api … --api-key … --json ports add SERVER 9020');
+  const made = JSON.parse(first.out.lines.join('\n'));
+  t.equal(made.internal_port, 9020, 'positional internal port');
+  const listed = spawnPortico(['--api', relay.apiUrl, '--api-key', relay.adminKey, 'server', 'show', server.id]);
+  t.equal(await listed.exited, 0, 'portico --api … server show');
+  const rmFirst = spawnPortico(['--api', relay.apiUrl, '--api-key', relay.adminKey, 'ports', 'rm', server.id, made.id]);
+  t.equal(await rmFirst.exited, 0);
 });
