@@ -39,6 +39,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // Reject unknown body fields instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
+    // GET /v1/servers/ is GET /v1/servers.
+    routerOptions: { ignoreTrailingSlash: true },
   });
 
   // An empty JSON body is read as "no body" (curl -X POST -H 'content-type: application/json').
@@ -47,6 +49,19 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (typeof body === 'string' && body.trim() === '') return done(null, undefined);
     defaultJson(request, body as string, done);
+  });
+  // `curl -d '{…}'` labels a JSON body application/x-www-form-urlencoded: a body that is a JSON
+  // object is read as one whatever its label; anything else keeps the clear 415.
+  app.addContentTypeParser(['application/x-www-form-urlencoded', 'text/plain'], { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body.trim() : '';
+    if (text === '') return done(null, undefined);
+    if (!text.startsWith('{')) {
+      const err = new Error(`send the body as JSON with Content-Type: application/json (got ${String(request.headers['content-type']).split(';')[0]})`) as Error & { statusCode: number; code: string };
+      err.statusCode = 415;
+      err.code = 'FST_ERR_CTP_INVALID_MEDIA_TYPE';
+      return done(err, undefined);
+    }
+    defaultJson(request, text, done);
   });
   // Routes whose body fields are all optional accept a missing body as {}.
   app.addHook('preValidation', async (request) => {

@@ -19,10 +19,13 @@ declare module 'fastify' {
 /** Longest key we bother hashing; real keys are 36 chars. */
 const MAX_KEY_LENGTH = 512;
 
-/** The key from an `Authorization: Bearer <key>` header, or undefined. */
+/**
+ * The key from an `Authorization: Bearer <key>` header — or a bare
+ * `Authorization: <key>`, the form the seed API's reference shows — or undefined.
+ */
 export function bearerKey(header: string | undefined): string | undefined {
   if (typeof header !== 'string') return undefined;
-  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+  const m = /^(?:Bearer[ \t]+)?(\S+)[ \t]*$/i.exec(header.trim());
   if (!m || m[1]!.length > MAX_KEY_LENGTH) return undefined;
   return m[1];
 }

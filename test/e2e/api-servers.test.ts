@@ -178,6 +178,33 @@ t.test('missing or wrong key: 401 UNAUTHORIZED, same body either way', async (t)
   t.equal((await api('DELETE', '/v1/clusters/x', { key: null })).status, 401, 'alias routes need a key too');
 });
 
+t.test("what curl users send: the seed's bare Authorization header, curl -d bodies, trailing slashes", async (t) => {
+  const bare = await api('GET', '/v1/servers', { key: null, headers: { authorization: h.adminKey } });
+  t.equal(bare.status, 200, 'Authorization: <api-key> (the seed reference form)');
+  expectError(t, await api('GET', '/v1/servers', { key: null, headers: { authorization: 'pak_' + 'b'.repeat(32) } }), 401, 'UNAUTHORIZED');
+  // curl -d '{…}' labels the JSON application/x-www-form-urlencoded.
+  const form = await fetch(h.base + '/v1/servers', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${h.adminKey}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: '{"id": "curl-d", "ports": 10}',
+  });
+  t.equal(form.status, 201, 'a JSON object body is read whatever its label');
+  const notJson = await fetch(h.base + '/v1/servers', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${h.adminKey}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'id=form-field',
+  });
+  t.equal(notJson.status, 415);
+  const nj = (await notJson.json()) as any;
+  t.equal(nj.error.code, 'VALIDATION_FAILED');
+  t.match(nj.error.message, /send the body as JSON with Content-Type: application\/json \(got application\/x-www-form-urlencoded\)/);
+  const slash = await api('GET', '/v1/servers/');
+  t.equal(slash.status, 200, 'GET /v1/servers/ lists');
+  t.ok(slash.body.data.some((s: any) => s.id === 'curl-d'));
+  t.equal((await api('GET', '/v1/servers/curl-d/')).body.data.id, 'curl-d', 'a trailing slash after an id');
+  t.equal((await api('DELETE', '/v1/servers/curl-d')).status, 200);
+});
+
 t.test('POST /v1/servers with defaults', async (t) => {
   const res = await api('POST', '/v1/servers', { body: {} });
   t.equal(res.status, 201);
