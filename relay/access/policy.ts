@@ -10,15 +10,16 @@
  *   - IP: server `ip_whitelist`, mapping `ip_whitelist` and (HTTPS) `allowedIps`
  *     must all pass; server and mapping `blocked_ips` both refuse.
  *   - Authentication: mapping `public_access: true` -> off; else mapping
- *     `authentication_required`, else server `default_authentication`.
- *   - `allowed_users`: the mapping's (empty/absent = every user of the owner).
- *   - `session_timeout_minutes`, `max_concurrent_sessions`, `cors`: the
- *     mapping's value, else the server's.
+ *     `authentication_required`, else server `default_authentication` (the API
+ *     stores a server-wide `authentication_required` under that name).
+ *   - `allowed_users`, `session_timeout_minutes`, `max_concurrent_sessions`,
+ *     `cors`, `security_headers`, `compression`: the mapping's value, else the
+ *     server's (`allowed_users` absent everywhere = every user of the owner).
  *   - Rate limits: server `rate_limiting.global_limit` -> one bucket per
  *     mapping shared by all clients; mapping `rate_limit`, else server
- *     `rate_limiting.per_user_limit` -> one bucket per client (the
- *     authenticated user, else the IP) per mapping.
- *   - `security_headers`, `compression`: server-wide.
+ *     `rate_limiting.per_user_limit` (the API stores a server-wide `rate_limit`
+ *     there) -> one bucket per client (the authenticated user, else the IP)
+ *     per mapping.
  */
 import type { ServerRecord } from '../store/store.js';
 import { compileIpPolicy, type IpPolicy } from './ip-rules.js';
@@ -106,7 +107,7 @@ export function compileHttpAccess(
   else authOn = s.default_authentication === true;
   let auth: AuthPolicy | null = null;
   if (authOn) {
-    const users = strList(m.allowed_users);
+    const users = strList(m.allowed_users) ?? strList(s.allowed_users);
     const minutes = posNumber(m.session_timeout_minutes) ?? posNumber(s.session_timeout_minutes) ?? DEFAULT_SESSION_TIMEOUT_MINUTES;
     const max = posNumber(m.max_concurrent_sessions) ?? posNumber(s.max_concurrent_sessions);
     auth = {
@@ -125,8 +126,8 @@ export function compileHttpAccess(
   const rate: RatePolicy | null = global || perClient ? { mappingId: mapping.id, global, perClient } : null;
 
   const cors = compileCors(m.cors ?? s.cors);
-  const securityHeaders = compileSecurityHeaders(s.security_headers, (f) => warn?.(`security_headers.${f}`, 'not valid header text; ignored'));
-  const compression = compileCompression(s.compression);
+  const securityHeaders = compileSecurityHeaders(m.security_headers ?? s.security_headers, (f) => warn?.(`security_headers.${f}`, 'not valid header text; ignored'));
+  const compression = compileCompression(m.compression ?? s.compression);
 
   if (!ip && !auth && !rate && !cors && !securityHeaders && !compression) return null;
   return { ip, auth, rate, cors, securityHeaders, compression };

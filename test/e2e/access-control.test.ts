@@ -513,6 +513,33 @@ t.test('compression: gzip and br when accepted; never for SSE, ranges, encoded b
   t.notOk((await req({ path: '/big', headers: { 'accept-encoding': 'gzip' } })).headers['content-encoding'], 'off again');
 });
 
+t.test('per mapping and server-wide: security_headers and compression per mapping; authentication_required, allowed_users, rate_limit server-wide', async (t) => {
+  t.teardown(reset);
+  await setServer({ security_headers: { x_frame_options: 'DENY' } });
+  await setMapping({ security_headers: { x_frame_options: 'SAMEORIGIN', hsts_enabled: true }, compression: { enabled: true, algorithms: ['gzip'] } });
+  const own = await req({ path: '/big', headers: { 'accept-encoding': 'gzip' } });
+  t.equal(own.headers['x-frame-options'], 'SAMEORIGIN', "the mapping's security headers win over the server's");
+  t.equal(own.headers['strict-transport-security'], 'max-age=31536000');
+  t.equal(own.headers['content-encoding'], 'gzip', 'compression on for this mapping alone');
+  t.ok(zlib.gunzipSync(own.body).equals(BIG), 'gunzips to the original');
+  await setMapping(null);
+  const inherited = await req({ path: '/big', headers: { 'accept-encoding': 'gzip' } });
+  t.equal(inherited.headers['x-frame-options'], 'DENY', "without its own: the server's");
+  t.notOk(inherited.headers['content-encoding'], 'the server has no compression');
+
+  await setServer({ authentication_required: true, allowed_users: ['ann'], rate_limit: { requests_per_minute: 600, burst_size: 50 } });
+  const view = (await relay.api('GET', '/v1/servers/gpu-a/proxy')).body.data.access_control;
+  t.equal(view.default_authentication, true, 'authentication_required is stored under the server-wide name');
+  t.same(view.rate_limiting.per_user_limit, { requests_per_minute: 600, burst_size: 50 }, 'rate_limit likewise');
+  t.same(view.allowed_users, ['ann']);
+  t.equal((await req()).status, 401, 'a login is required server-wide');
+  t.equal((await req({ headers: { authorization: basic('ann', 'ann-password-1') } })).status, 200);
+  t.equal((await req({ headers: { authorization: basic('bob', 'bob-password-1') } })).status, 403, "the server's allowed_users");
+  const clash = await relay.api('PUT', '/v1/servers/gpu-a/proxy/access', { authentication_required: true, default_authentication: false });
+  t.equal(clash.status, 400, 'two names of one setting that disagree');
+  t.equal(clash.body.error.details.field, 'authentication_required');
+});
+
 t.test('WebSocket upgrades need the login and honour IP rules', async (t) => {
   t.teardown(reset);
   await setMapping({ authentication_required: true });

@@ -327,6 +327,10 @@ t.test('POST /proxy/ports errors: every code with its status and details', async
   expectError(t, await api('POST', ports, { internal_port: 9000, name: 'Bad_Name' }), 400, 'VALIDATION_FAILED', 'name');
   expectError(t, await api('POST', ports, { internal_port: 9000, protocol: 'udp', http: true }), 400, 'VALIDATION_FAILED');
   expectError(t, await api('POST', ports, { internal_port: 9000, custom_domain: 'api.example.org' }), 400, 'VALIDATION_FAILED', 'custom_domain');
+  const plain = await api('POST', ports, { internal_port: 9000, ssl_redirect: false });
+  expectError(t, plain, 400, 'VALIDATION_FAILED', 'ssl_redirect');
+  t.match(plain.body.error.message, /HTTPS only/);
+  t.equal((await api('PUT', `${ports}/${m1}`, { ssl_redirect: true })).status, 200, "the seed's ssl_redirect: true is what the relay does anyway");
   expectError(
     t,
     await api('POST', ports, { internal_port: 9000, health_check: { interval_seconds: 5, timeout_seconds: 10 } }),

@@ -459,7 +459,7 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
     },
     async (request) => {
       const server = await loadServer(store, request.principal, request.params.id);
-      const doc = checkAccessControl(request.body, '') ?? {};
+      const doc = serverAccessAliases(checkAccessControl(request.body, '') ?? {});
       const updated = await store.updateServer(server.id, { access: doc });
       await notify(request, server.id);
       request.log.info({ serverId: server.id, keys: Object.keys(doc) }, 'access control updated');
@@ -468,7 +468,39 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
   );
 }
 
-function rejectCustomDomain(body: { custom_domain?: unknown }): void {
+/**
+ * The per-mapping names accepted server-wide, stored under the server-wide
+ * document's own names: `authentication_required` as `default_authentication`,
+ * `rate_limit` as `rate_limiting.per_user_limit`. Both names with different
+ * values is a VALIDATION_FAILED.
+ */
+export function serverAccessAliases(doc: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...doc };
+  if (out.authentication_required !== undefined) {
+    if (out.default_authentication !== undefined && out.default_authentication !== out.authentication_required) {
+      throw new PorticoError('VALIDATION_FAILED', 'authentication_required and default_authentication are the same setting here and disagree', { field: 'authentication_required' });
+    }
+    out.default_authentication = out.authentication_required;
+    delete out.authentication_required;
+  }
+  if (out.rate_limit !== undefined) {
+    const rl = (out.rate_limiting ?? {}) as Record<string, unknown>;
+    if (rl.per_user_limit !== undefined && JSON.stringify(rl.per_user_limit) !== JSON.stringify(out.rate_limit)) {
+      throw new PorticoError('VALIDATION_FAILED', 'rate_limit and rate_limiting.per_user_limit are the same setting here and disagree', { field: 'rate_limit' });
+    }
+    out.rate_limiting = { ...rl, per_user_limit: out.rate_limit };
+    delete out.rate_limit;
+  }
+  return out;
+}
+
+/** Refuses what the seed API has and this relay does not: custom domains, plain HTTP (ssl_redirect: false). */
+function rejectCustomDomain(body: { custom_domain?: unknown; ssl_redirect?: unknown }): void {
+  if (body.ssl_redirect === false) {
+    throw new PorticoError('VALIDATION_FAILED', 'ssl_redirect cannot be turned off: the relay serves endpoints over HTTPS only and redirects plain HTTP to HTTPS', {
+      field: 'ssl_redirect',
+    });
+  }
   if (body.custom_domain !== undefined) {
     throw new PorticoError(
       'VALIDATION_FAILED',

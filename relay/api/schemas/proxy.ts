@@ -42,6 +42,8 @@ export interface CreateMappingBody {
   health_check?: HealthCheckBody | null;
   access_control?: Record<string, unknown> | null;
   custom_domain?: string;
+  /** The seed's flag: true is what the relay does anyway; false is refused. */
+  ssl_redirect?: boolean;
   group?: string | null;
 }
 
@@ -121,6 +123,25 @@ const corsSchema = {
 
 const userListSchema = { type: 'array', maxItems: 1000, items: { type: 'string', minLength: 1, maxLength: 128 } } as const;
 
+const securityHeadersSchema = {
+  type: 'object',
+  properties: {
+    hsts_enabled: { type: 'boolean' },
+    content_security_policy: { type: 'string', maxLength: 4096 },
+    x_frame_options: { type: 'string', enum: ['DENY', 'SAMEORIGIN'] },
+  },
+  additionalProperties: false,
+} as const;
+
+const compressionSchema = {
+  type: 'object',
+  properties: {
+    enabled: { type: 'boolean' },
+    algorithms: { type: 'array', maxItems: 2, uniqueItems: true, items: { type: 'string', enum: ['gzip', 'br'] } },
+  },
+  additionalProperties: false,
+} as const;
+
 /** A mapping's access control, as the seed API names it. */
 export const mappingAccessSchema = {
   type: 'object',
@@ -135,6 +156,8 @@ export const mappingAccessSchema = {
     session_timeout_minutes: { type: 'number', minimum: 0.05, maximum: 525_600, description: 'Browser session lifetime in minutes (fractions allowed: 0.5 = 30 s); default 480' },
     max_concurrent_sessions: { type: 'integer', minimum: 1, maximum: 100_000 },
     cors: corsSchema,
+    security_headers: securityHeadersSchema,
+    compression: compressionSchema,
   },
   additionalProperties: false,
 } as const;
@@ -168,6 +191,7 @@ const mappingBodyProperties = {
   health_check: { anyOf: [healthCheckBodySchema, { type: 'null' }], description: 'null removes it' },
   access_control: { anyOf: [mappingAccessSchema, { type: 'null' }], description: 'null removes it' },
   custom_domain: { type: 'string', description: 'Not supported: always answered with VALIDATION_FAILED' },
+  ssl_redirect: { type: 'boolean', description: 'Accepted as in the seed API: plain HTTP always redirects to HTTPS (true); false is refused' },
   group: {
     type: ['string', 'null'],
     maxLength: 40,
@@ -214,24 +238,14 @@ export const serverAccessBodySchema = {
       properties: { global_limit: limitSchema, per_user_limit: limitSchema },
       additionalProperties: false,
     },
-    security_headers: {
-      type: 'object',
-      properties: {
-        hsts_enabled: { type: 'boolean' },
-        content_security_policy: { type: 'string', maxLength: 4096 },
-        x_frame_options: { type: 'string', enum: ['DENY', 'SAMEORIGIN'] },
-      },
-      additionalProperties: false,
-    },
+    security_headers: securityHeadersSchema,
     cors: corsSchema,
-    compression: {
-      type: 'object',
-      properties: {
-        enabled: { type: 'boolean' },
-        algorithms: { type: 'array', maxItems: 2, uniqueItems: true, items: { type: 'string', enum: ['gzip', 'br'] } },
-      },
-      additionalProperties: false,
-    },
+    compression: compressionSchema,
+    // The per-mapping names, accepted server-wide as the defaults of every mapping
+    // (SPEC: these fields apply "per mapping and server-wide").
+    authentication_required: { type: 'boolean', description: 'Same as default_authentication' },
+    allowed_users: userListSchema,
+    rate_limit: { ...rateLimitSchema, description: 'Same as rate_limiting.per_user_limit' },
   },
   additionalProperties: false,
 } as const;
