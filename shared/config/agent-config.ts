@@ -103,7 +103,9 @@ function parseProtocol(v: unknown): 'tcp' | 'udp' {
 function parseDescription(v: unknown): string {
   if (typeof v !== 'string' && typeof v !== 'number') throw new ConfigValueError(`expected text, got ${showValue(v)}`);
   const s = String(v);
-  if (s.length > 500) throw new ConfigValueError('longer than 500 characters');
+  // The relay's limit for every mapping description (relay/mappings/validate.ts): refused here at start
+  // instead of by the relay at connect.
+  if (s.length > 200) throw new ConfigValueError('longer than 200 characters');
   return s;
 }
 
@@ -238,7 +240,13 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions): AgentConfig {
   }
   const names = new Map<string, number>();
   const externals = new Map<string, number>();
+  const internals = new Map<string, number>();
   mappings.forEach((m, i) => {
+    const ik = `${m.internalPort}/${m.protocol ?? 'tcp'}`;
+    const prevInternal = internals.get(ik);
+    if (prevInternal !== undefined && m.internalPort > 0) {
+      src.fail(['mappings', i, 'internal_port'], `config key "mappings[${i}].internal_port"${src.where(['mappings', i, 'internal_port'])}: ${ik} is already mapped by mappings[${prevInternal}]`);
+    } else internals.set(ik, i);
     if (m.http === true && m.protocol === 'udp') src.fail(['mappings', i, 'http'], `config key "mappings[${i}].http"${src.where(['mappings', i, 'http'])}: an HTTPS endpoint needs protocol tcp, not udp`);
     if (m.name !== undefined) {
       const prev = names.get(m.name);

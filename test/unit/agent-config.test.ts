@@ -174,6 +174,8 @@ mappings:
     ['  - internal_port: 80\n    protocol: sctp\n', 'mappings[0].protocol'],
     ['  - internal_port: 80\n    protocol: udp\n    http: true\n', 'mappings[0].http'],
     ['  - 80\n', 'mappings[0]'],
+    ['  - internal_port: 80\n  - internal_port: 80\n    external_port: 20001\n', 'mappings[1].internal_port'],
+    ['  - internal_port: 80\n    description: ' + 'd'.repeat(201) + '\n', 'mappings[0].description'],
   ];
   for (const [items, key] of bad) {
     const e = catchErr(() => loadAgentConfig({ configPath: file(`relay: r:1\ntoken: t\nmappings:\n${items}`), flags: {}, env: {} }));
