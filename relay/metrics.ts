@@ -102,10 +102,10 @@ export const metrics = {
     labelNames: ['scope'] as const,
     registers: [registry],
   }),
-  /** Requests answered 503 because no healthy replica / the mapping is unhealthy. */
+  /** Requests answered 503 / connections reset because no replica of a group is eligible. */
   unhealthyRefused: new Counter({
     name: 'portico_unhealthy_refused_total',
-    help: 'Requests and connections refused because the mapping (or every replica of its group) is unhealthy or offline',
+    help: 'Requests and connections refused because every replica of a group is unhealthy or offline',
     labelNames: ['server', 'mapping'] as const,
     registers: [registry],
   }),

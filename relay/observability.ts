@@ -131,14 +131,6 @@ export class Observability {
     return proxyErrors.noHealthyReplica(set.group, set.members.length);
   }
 
-  /** 503 when the mapping's health check says unhealthy (requests must not hang on a dead app). */
-  healthGate(route: Route): ProxyError | null {
-    if (!this.health.isUnhealthy(route.mappingId)) return null;
-    const h = this.health.get(route.mappingId);
-    metrics.unhealthyRefused.inc({ server: route.serverId, mapping: route.mappingId });
-    return proxyErrors.unhealthy(route.serverId, route.internalPort, h?.detail ?? '', h?.lastCheck ?? null);
-  }
-
   /** A WebSocket tunnel opened through a route; returns the handle for tunnelClosed. */
   tunnelOpened(route: Route, clientIp: string, stats: SpliceStats): LiveConn {
     return this.usage.connectionOpened(this.usage.usage(route.serverId, route.mappingId), clientIp, stats, 'websocket');
@@ -148,8 +140,11 @@ export class Observability {
 
   /**
    * Where a new connection to a public port goes: for a replica group's
-   * member port the next eligible member (any server), otherwise the mapping
-   * itself unless it is unhealthy. null = refuse (reset).
+   * member port the next eligible member (any server; null = none, refuse),
+   * otherwise the mapping itself. Health only chooses between replicas: a
+   * lone mapping that fails its check is still tried (fail open), so the
+   * client sees the real outcome — the app's answer, or "nothing is
+   * listening" — and a wrong check path cannot take a working app offline.
    */
   tcpTarget(session: AgentSession, mapping: ResolvedMapping): TcpTarget | null {
     if (mapping.group) {
@@ -159,10 +154,6 @@ export class Observability {
         if (!p) metrics.unhealthyRefused.inc({ server: session.serverId, mapping: mapping.id });
         return p ? { session: p.session, mapping: p.mapping } : null;
       }
-    }
-    if (this.health.isUnhealthy(mapping.id)) {
-      metrics.unhealthyRefused.inc({ server: session.serverId, mapping: mapping.id });
-      return null;
     }
     return { session, mapping };
   }

@@ -51,12 +51,6 @@ export const proxyErrors = {
   }),
   shuttingDown: (): ProxyError => ({ status: 503, code: 'SHUTTING_DOWN', message: 'the relay is restarting; retry in a moment' }),
   // ---- health and replicas (relay/observability.ts) ----
-  unhealthy: (serverId: string, port: number, detail: string, lastCheck: string | null): ProxyError => ({
-    status: 503,
-    code: 'UPSTREAM_FAILED',
-    message: `the app on port ${port} inside ${serverId} is failing its health check${detail ? ` (${detail})` : ''}${lastCheck ? `, last checked ${lastCheck}` : ''}`,
-    hint: 'The Portico agent checks it every interval and sends traffic again as soon as a check passes; retry shortly or restart the app.',
-  }),
   noHealthyReplica: (group: string, members: number): ProxyError => ({
     status: 503,
     code: 'UPSTREAM_FAILED',

@@ -115,9 +115,8 @@ export class HttpProxy {
     }
     const session = this.deps.registry.get(route.serverId);
     if (!session) return proxyErrors.agentOffline(route.serverId);
-    // Health: an unhealthy mapping answers 503 at once instead of hanging (relay/observability.ts).
-    const unhealthy = this.deps.obs?.healthGate(route);
-    if (unhealthy) return unhealthy;
+    // Health chooses between replicas only (group hosts, relay/observability.ts); a lone
+    // mapping's own host is always tried, so the client gets the real answer or error.
     return { route, session, clientIp };
   }
 
