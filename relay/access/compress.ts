@@ -132,6 +132,9 @@ export function prepareCompression(p: CompressionPolicy, req: CompressRequest, s
   return enc;
 }
 
+/** Longest an app's bytes wait inside the encoder before a sync flush sends them on. */
+export const FLUSH_MS = 100;
+
 export function createEncoder(enc: Encoding): zlib.Gzip | zlib.BrotliCompress {
   if (enc === 'gzip') return zlib.createGzip({ level: 6 });
   return zlib.createBrotliCompress({
@@ -151,6 +154,25 @@ export function createEncoder(enc: Encoding): zlib.Gzip | zlib.BrotliCompress {
 export function pipeCompressed(from: Readable, res: ServerResponse, enc: Encoding, onChunk?: (bytes: number) => void): void {
   const z = createEncoder(enc);
   from.pipe(z);
+  // What the app sent reaches the client within FLUSH_MS even when it trickles (a log, a
+  // progress line a second): the encoder would otherwise hold it back, the client would see
+  // nothing, and the idle timeout would end a response that is alive. A bulk transfer pays one
+  // sync flush per FLUSH_MS, a few bytes each.
+  let flushTimer: NodeJS.Timeout | null = null;
+  const flushKind = enc === 'gzip' ? zlib.constants.Z_SYNC_FLUSH : zlib.constants.BROTLI_OPERATION_FLUSH;
+  const flushNow = () => {
+    flushTimer = null;
+    if (!z.destroyed && !z.writableEnded) z.flush(flushKind);
+  };
+  from.on('data', () => {
+    flushTimer ??= setTimeout(flushNow, FLUSH_MS);
+  });
+  const stopFlushing = () => {
+    if (flushTimer !== null) clearTimeout(flushTimer);
+    flushTimer = null;
+  };
+  from.once('end', stopFlushing);
+  z.once('close', stopFlushing);
   z.on('data', (chunk: Buffer) => {
     onChunk?.(chunk.length);
     if (!res.write(chunk)) z.pause();

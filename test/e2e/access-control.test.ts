@@ -45,6 +45,20 @@ const app = http.createServer((req, res) => {
       }
       return;
     }
+    case '/trickle': {
+      // A plain-text log: one line every 300 ms, four lines.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      let i = 0;
+      const tick = setInterval(() => {
+        res.write(`line ${i} ${'y'.repeat(200)}\n`);
+        if (++i >= 4) {
+          clearInterval(tick);
+          res.end();
+        }
+      }, 300);
+      res.on('close', () => clearInterval(tick));
+      return;
+    }
     case '/sse': {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       let i = 0;
@@ -511,6 +525,33 @@ t.test('compression: gzip and br when accepted; never for SSE, ranges, encoded b
   t.equal((await req({ path: '/big', headers: { 'accept-encoding': 'br, gzip' } })).headers['content-encoding'], 'gzip', 'only the configured algorithms');
   await setServer({ compression: { enabled: false } });
   t.notOk((await req({ path: '/big', headers: { 'accept-encoding': 'gzip' } })).headers['content-encoding'], 'off again');
+});
+
+t.test('compression flushes a trickling response: each line reaches the client as the app sends it', async (t) => {
+  t.teardown(reset);
+  await setServer({ compression: { enabled: true, algorithms: ['gzip'] } });
+  const arrivals: { ms: number; text: string }[] = [];
+  const started = Date.now();
+  await new Promise<void>((resolve, reject) => {
+    const r = https.request(
+      { host: '127.0.0.1', port, path: '/trickle', servername: 'alice-web.localhost', headers: { host: HOST, 'accept-encoding': 'gzip' }, ca: caOf(relay), agent: false },
+      (res) => {
+        t.equal(res.headers['content-encoding'], 'gzip');
+        const gunzip = zlib.createGunzip();
+        res.pipe(gunzip);
+        gunzip.on('data', (d: Buffer) => arrivals.push({ ms: Date.now() - started, text: d.toString() }));
+        gunzip.on('end', () => resolve());
+        gunzip.on('error', reject);
+      },
+    );
+    r.on('error', reject);
+    r.end();
+  });
+  const text = arrivals.map((a) => a.text).join('');
+  t.equal(text.split('\n').filter(Boolean).length, 4, 'all four lines, intact');
+  t.ok(arrivals.length >= 3, `the lines came in ${arrivals.length} pieces, not one at the end`);
+  const firstLine = arrivals.find((a) => a.text.includes('line 0'))!;
+  t.ok(firstLine.ms < 900, `line 0 arrived after ${firstLine.ms} ms, before the app had finished (~1,200 ms)`);
 });
 
 t.test('per mapping and server-wide: security_headers and compression per mapping; authentication_required, allowed_users, rate_limit server-wide', async (t) => {
