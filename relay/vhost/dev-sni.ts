@@ -2,8 +2,10 @@
  * --dev only: certificates for `{owner}-{name}.localhost` hosts. TLS clients
  * (OpenSSL, node, browsers) refuse a wildcard directly under a one-label name,
  * so the dev leaf's `*.localhost` does not cover them (`*.secure.localhost`
- * is fine). For routed hosts under such a domain, an SNI callback mints a
- * leaf for the exact name, signed by the dev CA, and caches it.
+ * is fine). For every one-label host under such a domain an SNI callback
+ * mints a leaf for the exact name, signed by the dev CA, and caches it — for
+ * unknown names too, so `curl --cacert ca.pem https://nosuch.localhost:8443`
+ * gets the relay's 404 rather than a certificate error.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +14,8 @@ import { generate } from 'selfsigned';
 import type { Logger } from '../../shared/logging.js';
 
 const CACHE_MAX = 1000;
+/** A host name label (RFC 1123): what may stand before the dev domain. */
+const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const YEAR_MS = 365 * 24 * 3600 * 1000;
 
 export type SniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void;
@@ -19,8 +23,6 @@ export type SniCallback = (servername: string, cb: (err: Error | null, ctx?: tls
 export interface DevSniOptions {
   dataDir: string;
   domain: string;
-  /** Only names this returns true for get a certificate (routed hosts). */
-  known(host: string): boolean;
   /** TLS options every context shares with the main one. */
   contextOptions: tls.SecureContextOptions;
   logger: Logger;
@@ -57,7 +59,7 @@ export function devSniCallback(opts: DevSniOptions): SniCallback {
   return (servername, cb) => {
     const host = servername.toLowerCase();
     const label = host.endsWith(suffix) ? host.slice(0, -suffix.length) : '';
-    if (!label || label.includes('.') || !opts.known(host)) return cb(null, undefined);
+    if (!DNS_LABEL.test(label)) return cb(null, undefined);
     let p = cache.get(host);
     if (!p) {
       if (cache.size >= CACHE_MAX) cache.clear();

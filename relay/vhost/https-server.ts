@@ -90,7 +90,7 @@ export class WebProxy {
     const tlsOptions = { minVersion: 'TLSv1.2' as const, ciphers: MODERN_CIPHERS, honorCipherOrder: true };
     const devSni =
       !config.https.cert && needsDevSni(config.domain)
-        ? devSniCallback({ dataDir: config.dataDir, domain: config.domain, known: (host) => this.router.lookup(host) !== undefined || deps.obs?.replicas.lookupHost(host) !== undefined, contextOptions: tlsOptions, logger })
+        ? devSniCallback({ dataDir: config.dataDir, domain: config.domain, contextOptions: tlsOptions, logger })
         : undefined;
     this.https = https.createServer({
       ...this.tlsMaterial(),
