@@ -662,8 +662,16 @@ t.test('UDP mappings once UDP is on', async (t) => {
   const res = await api('POST', `${P(alice.id)}/ports`, { internal_port: 5353, protocol: 'udp', external_port: alice.ports[0] });
   t.equal(res.status, 201, 'the tcp mapping on the same external port does not clash with udp');
   t.equal(res.body.data.url, `udp://connect01.localhost:${alice.ports[0]}`);
+  t.equal(res.body.data.status, 'active');
+  // UDP off keeps the mapping (disabled, its port closed); on again restores it.
   const off = await api('PUT', `/v1/servers/${alice.id}/udp`, { enabled: false });
-  expectError(t, off, 409, 'CONFLICT');
+  t.equal(off.status, 200, 'UDP can be turned off with udp mappings in place');
+  t.equal(off.body.data.udp, false);
+  const kept = (await api('GET', P(alice.id))).body.data.port_mappings.find((m: any) => m.id === res.body.data.id);
+  t.equal(kept?.status, 'disabled', 'the udp mapping is kept, disabled');
+  t.equal((await api('PUT', `/v1/servers/${alice.id}/udp`, { enabled: true })).status, 200);
+  const back = (await api('GET', P(alice.id))).body.data.port_mappings.find((m: any) => m.id === res.body.data.id);
+  t.equal(back?.status, 'active', 'and active again when UDP is back on');
   t.equal((await api('DELETE', `${P(alice.id)}/ports/${res.body.data.id}`)).status, 200);
   t.equal((await api('PUT', `/v1/servers/${alice.id}/udp`, { enabled: false })).status, 200);
 });

@@ -378,9 +378,10 @@ t.test('PUT /v1/servers/{id}/udp', async (t) => {
     healthCheck: null,
     accessControl: null,
   });
-  const refused = await api('PUT', '/v1/servers/gpu-7/udp', { body: { enabled: false } });
-  expectError(t, refused, 409, 'CONFLICT', 'enabled');
-  t.same(refused.body.error.details.mapping_ids, ['port_udp1']);
+  await api('PUT', '/v1/servers/gpu-7/udp', { body: { enabled: true } });
+  const offWithMapping = await api('PUT', '/v1/servers/gpu-7/udp', { body: { enabled: false } });
+  t.equal(offWithMapping.status, 200, 'UDP off with a udp mapping in place');
+  t.ok(await h.store.getMapping('gpu-7', 'port_udp1'), 'the udp mapping is kept (disabled)');
   await h.store.deleteMapping('gpu-7', 'port_udp1');
   expectError(t, await api('PUT', '/v1/servers/no-such/udp', { body: { enabled: true } }), 404, 'NOT_FOUND');
 });

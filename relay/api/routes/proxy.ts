@@ -120,7 +120,8 @@ export function mappingView(config: RelayConfig, server: ServerRecord, m: Mappin
     // else the token URL; every URL is in `urls`.
     url: (m.name ? https.find((u) => u.startsWith(`https://${server.owner}-${m.name}.`)) : undefined) ?? https[0] ?? raw,
     urls: { raw, https },
-    status: online ? 'active' : 'inactive',
+    // disabled: a udp mapping of a server whose UDP is off (kept, not published).
+    status: m.protocol === 'udp' && !server.udp ? 'disabled' : online ? 'active' : 'inactive',
     health_status: health.status,
     health_check: hc && includeHealth ? { ...hc, last_check: health.lastCheck, consecutive_failures: health.consecutiveFailures, detail: health.detail } : hc,
     access_control: m.accessControl,

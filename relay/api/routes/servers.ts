@@ -203,15 +203,8 @@ export async function serverRoutes(app: FastifyInstance, opts: ServerRoutesOptio
     async (request) => {
       const server = await loadServer(store, request.principal, request.params.id);
       const enabled = request.body.enabled;
-      if (!enabled && server.udp) {
-        const udpMappings = (await store.listMappings(server.id)).filter((m) => m.protocol === 'udp');
-        if (udpMappings.length > 0) {
-          throw new PorticoError('CONFLICT', `server ${server.id} still has ${udpMappings.length} udp mapping(s); remove them before turning UDP off`, {
-            field: 'enabled',
-            mapping_ids: udpMappings.map((m) => m.id),
-          });
-        }
-      }
+      // Turning UDP off keeps the server's udp mappings (status "disabled", their public UDP
+      // ports closed: relay/mappings/resolve.ts) so turning it on again restores them.
       const updated = server.udp === enabled ? server : await store.updateServer(server.id, { udp: enabled });
       if (updated !== server) await notify(request, 'serverChanged', () => relay.serverChanged(server.id));
       return ok(request, serverView(updated, relay.serverStatus(server.id)));
