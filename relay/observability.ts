@@ -110,7 +110,9 @@ export class Observability {
 
   /** Tells the request's statistics which mapping served it. */
   routed(obs: RequestObs | null | undefined, route: Route): void {
-    if (obs) obs.usage = this.usage.usage(route.serverId, route.mappingId);
+    if (!obs) return;
+    obs.usage = this.usage.usage(route.serverId, route.mappingId);
+    obs.usage.openRequests++; // until the response closes (UsageTracker.endRequest)
   }
 
   /**

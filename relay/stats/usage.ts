@@ -42,6 +42,8 @@ export class MappingUsage {
   responseCount = 0;
   lastAccessed = 0;
   openConnections = 0;
+  /** HTTPS requests in flight (routed here, response not closed yet). */
+  openRequests = 0;
   visitors = new HyperLogLog();
   /** Ring buffer of the last ACCESS_LOG_SIZE entries; `next` is where the next one goes. */
   private log: LoggedRequest[] = [];
@@ -146,7 +148,10 @@ export class MappingUsage {
       avg_response_time_ms: this.responseCount > 0 ? Math.round((this.responseTimeMsSum / this.responseCount) * 10) / 10 : null,
       bytes_in: this.bytesIn,
       bytes_out: this.bytesOut,
-      open_connections: this.openConnections,
+      // Raw TCP connections and WebSocket tunnels open now, plus HTTPS requests in flight
+      // (an SSE stream or a long download is an open connection to its user).
+      open_connections: this.openConnections + this.openRequests,
+      open_requests: this.openRequests,
       total_connections: this.totalConnections,
     };
   }
@@ -253,6 +258,7 @@ export class UsageStats {
     };
     const u = obs.usage;
     if (u) {
+      u.openRequests--;
       u.totalRequests++;
       u.responseTimeMsSum += ms;
       u.responseCount++;

@@ -174,7 +174,7 @@ t.test('GET /proxy: the seed shape, with the agent-declared mapping and honest e
   t.equal(m.health_status, 'unknown', 'no health checks yet: unknown, not healthy');
   t.equal(m.health_check, null);
   t.equal(m.access_control, null);
-  t.same(m.usage_statistics, { total_requests: 0, unique_visitors: 0, last_accessed: null, avg_response_time_ms: null, bytes_in: 0, bytes_out: 0, open_connections: 0, total_connections: 0 });
+  t.same(m.usage_statistics, { total_requests: 0, unique_visitors: 0, last_accessed: null, avg_response_time_ms: null, bytes_in: 0, bytes_out: 0, open_connections: 0, open_requests: 0, total_connections: 0 });
   t.ok(Date.parse(m.created_at) && Date.parse(m.updated_at), 'timestamps');
   t.same(d.identity_ports, alice.ports.slice(1), 'the other block ports forward identity');
   t.equal(d.access_control.default_authentication, false, 'nothing configured: defaults');

@@ -207,3 +207,20 @@ t.test('the logs hold access lines and no secret', async (t) => {
     for (const secret of forbidden) t.notOk(text.includes(secret), `${name} log does not contain ${secret.slice(0, 6)}…`);
   }
 });
+
+t.test('open_connections counts HTTPS requests in flight', async (t) => {
+  // An HTTPS request in flight (a slow answer, an SSE stream) is an open connection too.
+  const host = `${hosts.other}:${relay.ports.https}`;
+  const slow = webRequest(relay, host, { path: '/stall?ms=1500' });
+  const during = await eventually(async () => {
+    const v = webMapping(await view()).usage_statistics;
+    return v.open_requests === 1 ? v : null;
+  }, 1_400, 50);
+  t.equal(during.open_connections, 1, 'open_connections counts the request in flight');
+  t.equal((await slow).status, 200);
+  const after = webMapping(await eventually(async () => {
+    const v = await view();
+    return webMapping(v).usage_statistics.open_requests === 0 ? v : null;
+  }, 2_000)).usage_statistics;
+  t.equal(after.open_connections, 0, 'and not once it is answered');
+});

@@ -91,7 +91,7 @@ const AGENT_OWNED_FIELDS = ['internal_port', 'external_port', 'protocol', 'name'
 
 /** Statistics of a mapping nothing was counted for yet. */
 function emptyUsage() {
-  return { total_requests: 0, unique_visitors: 0, last_accessed: null, avg_response_time_ms: null, bytes_in: 0, bytes_out: 0, open_connections: 0, total_connections: 0 };
+  return { total_requests: 0, unique_visitors: 0, last_accessed: null, avg_response_time_ms: null, bytes_in: 0, bytes_out: 0, open_connections: 0, open_requests: 0, total_connections: 0 };
 }
 
 /** The relay's HTTPS proxy endpoint (`https://connect01.example.com`, port only when not 443). */

@@ -267,7 +267,8 @@ const usageSchema = {
     avg_response_time_ms: { type: ['number', 'null'] },
     bytes_in: { type: 'integer' },
     bytes_out: { type: 'integer' },
-    open_connections: { type: 'integer' },
+    open_connections: { type: 'integer', description: 'Raw TCP connections and WebSocket tunnels open now, plus HTTPS requests in flight' },
+    open_requests: { type: 'integer', description: 'HTTPS requests in flight' },
   },
 } as const;
 
