@@ -11,7 +11,7 @@ const scopeText: Record<ListScope, string> = {
 export const refusals = {
   ip: (serverId: string, ip: string, v: Exclude<IpVerdict, { ok: true }>): ProxyError =>
     v.reason === 'blocked'
-      ? { status: 403, code: 'FORBIDDEN', message: `your address ${ip} is blocked by server ${serverId} (blocked_ips)` }
+      ? { status: 403, code: 'FORBIDDEN', message: `your address ${ip} is in the blocked_ips of this endpoint (server ${serverId} or its mapping)` }
       : {
           status: 403,
           code: 'FORBIDDEN',
