@@ -54,13 +54,18 @@ export class Observability {
     };
     deps.registry.on('online', (s: AgentSession) => this.attach(s));
     deps.registry.on('offline', (s: AgentSession) => this.health.offline(s.serverId));
+    // A replica left: the API's health view follows the server's oldest session, which may now be another one.
+    deps.registry.on('replica-offline', (s: AgentSession) => {
+      const primary = deps.registry.primary(s.serverId);
+      if (primary) this.health.report(s.serverId, primary.mappings, primary.healthStates());
+    });
   }
 
   async start(): Promise<void> {
     await this.usage.start();
     await this.replicas.load();
     const registry = this.deps.registry;
-    setCollectors({ agentsOnline: () => registry.size, streamsOpen: () => registry.openStreams, beforeScrape: () => this.usage.syncLive() });
+    setCollectors({ agentsOnline: () => registry.sessions, streamsOpen: () => registry.openStreams, beforeScrape: () => this.usage.syncLive() });
   }
 
   /** Flushes statistics (call before the store closes). */
@@ -76,12 +81,18 @@ export class Observability {
 
   // ---- relay events ----
 
-  /** Health reports of a new session are applied against its current forwarding table. */
+  /**
+   * Health reports of a new session are kept per session (routing between
+   * replica agents of one server) and, from the server's oldest session,
+   * applied to the API's view against its current forwarding table.
+   */
   private attach(session: AgentSession): void {
     session.control.setHandlers({
       healthReport: (env) => {
         if (!('healthReport' in env) || session.closed) return;
-        this.health.report(session.serverId, session.mappings, env.healthReport.states ?? []);
+        const states = env.healthReport.states ?? [];
+        session.noteHealth(states);
+        if (this.deps.registry.primary(session.serverId) === session) this.health.report(session.serverId, session.mappings, states);
       },
     });
   }

@@ -31,6 +31,9 @@ import type { RelayHooks, ServerStatus } from './api/types.js';
 import { Observability } from './observability.js';
 import { loadOrCreateMetricsKeyHash, registerMetricsRoute } from './stats/metrics-route.js';
 
+/** How long an earlier agent connection of a server has to answer a ping when a new one arrives. */
+const LIVENESS_PING_MS = 3_000;
+
 /**
  * Ports handed out by allocatePorts stay taken until releasePorts (the server
  * record holds them from then on), at most this long if creation never reports back.
@@ -131,12 +134,26 @@ export class Relay implements RelayHooks {
     await this.api.listen({ host: config.api.listen.host, port: config.api.listen.port });
   }
 
+  /**
+   * A new agent connection of a server joins the ones already there (replica
+   * agents run with one token); those that do not answer a ping within
+   * LIVENESS_PING_MS are dead leftovers (a container that went away, a
+   * reconnect after a network break) and are closed.
+   */
   private async online(session: AgentSession): Promise<void> {
-    const old = this.registry.add(session);
-    if (old && old !== session) old.terminate('SESSION_REPLACED', 'a newer connection of this server took over');
+    const others = this.registry.add(session);
+    for (const o of others) {
+      o.mux.ping(LIVENESS_PING_MS).catch(() => {
+        if (o.closed) return;
+        o.logger.info('an earlier agent connection of this server did not answer a ping when a new one arrived; closing it');
+        o.mux.destroy(new PorticoError('TIMEOUT', `agent connection did not answer a ping within ${LIVENESS_PING_MS} ms`));
+      });
+    }
     await this.web?.refresh(session.serverId); // the hello may have changed agent-declared mappings
     await this.obs.serverChanged(session.serverId);
     await this.publish(session.serverId, session.mappings);
+    // The other agents of the server serve the table this hello produced too.
+    for (const o of others) o.update(session.server, session.mappings);
   }
 
   private async publish(serverId: string, mappings: AgentSession['mappings']): Promise<void> {
@@ -162,33 +179,35 @@ export class Relay implements RelayHooks {
   }
 
   serverStatus(id: string): ServerStatus {
-    const s = this.registry.get(id);
+    const all = this.registry.sessionsOf(id);
+    const s = all[0];
     const udp = this.publishers.find((p) => p.protocol === 'udp')?.serverCounters?.(id) ?? null;
-    if (!s) return { online: false, agentVersion: null, connectedSince: null, remoteAddress: null, openStreams: 0, udp, transport: null };
-    return { online: true, agentVersion: s.agentVersion, connectedSince: s.connectedAt.toISOString(), remoteAddress: s.peer.remoteAddress, openStreams: s.openStreams, udp, transport: s.peer.transport };
+    if (!s) return { online: false, agentVersion: null, connectedSince: null, remoteAddress: null, openStreams: 0, udp, transport: null, agents: 0 };
+    const openStreams = all.reduce((n, x) => n + x.openStreams, 0);
+    return { online: true, agentVersion: s.agentVersion, connectedSince: s.connectedAt.toISOString(), remoteAddress: s.peer.remoteAddress, openStreams, udp, transport: s.peer.transport, agents: all.length };
   }
 
   async serverChanged(id: string): Promise<void> {
     await this.web?.refresh(id);
     await this.obs.serverChanged(id);
-    const session = this.registry.get(id);
-    if (!session) return;
+    const sessions = this.registry.sessionsOf(id);
+    if (sessions.length === 0) return;
     const server = await this.store.getServer(id);
     if (!server) return;
     const mappings = resolveMappings(server, await this.store.listMappings(id));
     await this.publish(id, mappings);
-    session.update(server, mappings);
+    for (const session of sessions) session.update(server, mappings);
   }
 
   async serverDeleted(id: string): Promise<void> {
-    this.registry.get(id)?.terminate('TOKEN_REVOKED', `server ${id} was deleted`);
+    for (const s of this.registry.sessionsOf(id)) s.terminate('TOKEN_REVOKED', `server ${id} was deleted`);
     await Promise.all(this.publishers.map((p) => p.closeServer(id)));
     await this.web?.refresh(id);
     this.obs.serverDeleted(id);
   }
 
   async tokenRotated(id: string): Promise<void> {
-    this.registry.get(id)?.terminate('TOKEN_REVOKED', `the agent token of server ${id} was rotated`);
+    for (const s of this.registry.sessionsOf(id)) s.terminate('TOKEN_REVOKED', `the agent token of server ${id} was rotated`);
   }
 
   async userDeleted(id: string): Promise<void> {

@@ -14,6 +14,7 @@ export function serverView(s: ServerRecord, status: ServerStatus) {
     online: status.online,
     agent_version: status.agentVersion,
     connected_since: status.connectedSince,
+    agents_connected: status.agents,
   };
 }
 

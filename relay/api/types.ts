@@ -14,6 +14,8 @@ export interface ServerStatus {
   openStreams: number;
   /** How the agent is connected: 'tls' or 'websocket' (null when offline). */
   transport: string | null;
+  /** Agents connected with the server's token (replicas share it); the other fields describe the oldest. */
+  agents: number;
   /** UDP counters (flows, datagramsIn/Out, drops, refusedByCap, expiredFlows), null before any UDP traffic. */
   udp: Record<string, number> | null;
 }

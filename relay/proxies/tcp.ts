@@ -116,7 +116,8 @@ class TcpPublisher implements PortPublisher {
 
   private async route(sock: net.Socket, serverId: string, port: number, reader: SocketReader | undefined): Promise<void> {
     const { registry, loopGuard, logger } = this.deps;
-    const session = registry.get(serverId);
+    // Replica agents of one server: round-robin, preferring those whose check of this mapping passes.
+    const session = registry.get(serverId, registry.primary(serverId)?.mappingForPort(port, 'tcp')?.id);
     const mapping = session?.mappingForPort(port, 'tcp');
     if (!session || !mapping || this.closing) {
       sock.resetAndDestroy();

@@ -258,7 +258,9 @@ export class UdpPublisher implements PortPublisher {
 
   private newFlow(ps: PortSocket, key: string, rinfo: dgram.RemoteInfo): RelayFlow | undefined {
     if (this.closing) return undefined;
-    const session = this.deps.registry.get(ps.serverId);
+    const registry = this.deps.registry;
+    // Replica agents of one server: each new flow goes to the next one (preferring a passing health check).
+    const session = registry.get(ps.serverId, registry.primary(ps.serverId)?.mappingForPort(ps.port, 'udp')?.id);
     const mapping = session?.mappingForPort(ps.port, 'udp');
     if (!session || !mapping) return undefined;
     // Access control: IP rules on the datagram's real source address (relay/access/raw.ts); refused datagrams are dropped.

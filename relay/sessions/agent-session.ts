@@ -11,7 +11,7 @@ import { readFrame } from '../../shared/framing/read-frame.js';
 import type { Session as MuxSession, MuxStream } from '../../shared/mux/index.js';
 import type { PeerInfo } from '../../shared/transport/transport.js';
 import type { Logger } from '../../shared/logging.js';
-import { OpenResultCodec, Protocol as WireProtocol, StreamHeaderCodec, type MappingMsg, type OpenResult, type StreamHeader } from '../../proto/index.js';
+import { OpenResultCodec, Protocol as WireProtocol, StreamHeaderCodec, type HealthStateMsg, type MappingMsg, type OpenResult, type StreamHeader } from '../../proto/index.js';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { ServerRecord } from '../store/store.js';
 import type { ResolvedMapping } from '../mappings/resolve.js';
@@ -54,6 +54,8 @@ export class AgentSession extends EventEmitter {
   mappings: ResolvedMapping[];
   private readonly config: RelayConfig;
   private closedFlag = false;
+  /** This agent's own latest health result per mapping (replicas of one server are told apart by it). */
+  private readonly health = new Map<string, HealthStateMsg>();
 
   constructor(init: AgentSessionInit) {
     super();
@@ -106,6 +108,21 @@ export class AgentSession extends EventEmitter {
       }
     });
     return { stream, opened };
+  }
+
+  /** Records a health report of this agent (the latest result per mapping wins). */
+  noteHealth(states: readonly HealthStateMsg[]): void {
+    for (const st of states) this.health.set(st.mappingId, st);
+  }
+
+  /** This agent's latest health result for a mapping: healthy, unhealthy or unknown. */
+  healthOf(mappingId: string): string {
+    return this.health.get(mappingId)?.status ?? 'unknown';
+  }
+
+  /** Every latest health result of this agent (to re-apply when it becomes the server's primary). */
+  healthStates(): HealthStateMsg[] {
+    return [...this.health.values()];
   }
 
   /** The mapping serving a public port and protocol, if any. */

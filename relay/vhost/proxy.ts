@@ -113,7 +113,8 @@ export class HttpProxy {
       const refused = this.access.checkIp(route.serverId, route.access, clientIp);
       if (refused) return refused;
     }
-    const session = this.deps.registry.get(route.serverId);
+    // Replica agents of one server: round-robin, preferring those whose check of this mapping passes.
+    const session = this.deps.registry.get(route.serverId, route.mappingId);
     if (!session) return proxyErrors.agentOffline(route.serverId);
     // Health chooses between replicas only (group hosts, relay/observability.ts); a lone
     // mapping's own host is always tried, so the client gets the real answer or error.

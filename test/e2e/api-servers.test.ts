@@ -53,7 +53,7 @@ interface Harness {
   dataDir: string;
 }
 
-const OFFLINE: ServerStatus = { online: false, agentVersion: null, connectedSince: null, remoteAddress: null, openStreams: 0, udp: null, transport: null };
+const OFFLINE: ServerStatus = { online: false, agentVersion: null, connectedSince: null, remoteAddress: null, openStreams: 0, udp: null, transport: null, agents: 0 };
 
 async function startHarness(): Promise<Harness> {
   const dataDir = await mkdtemp(join(tmpdir(), 'portico-api-'));
@@ -292,7 +292,7 @@ t.test('concurrent creates get disjoint blocks', async (t) => {
 });
 
 t.test('GET /v1/servers lists in snake_case with meta.total', async (t) => {
-  h.online.set('gpu-7', { online: true, agentVersion: '0.1.0', connectedSince: '2025-01-01T00:00:00.000Z', remoteAddress: '127.0.0.1:5555', openStreams: 0, udp: null, transport: 'tls' });
+  h.online.set('gpu-7', { online: true, agentVersion: '0.1.0', connectedSince: '2025-01-01T00:00:00.000Z', remoteAddress: '127.0.0.1:5555', openStreams: 0, udp: null, transport: 'tls', agents: 1 });
   const res = await api('GET', '/v1/servers');
   t.equal(res.status, 200);
   t.equal(res.body.success, true);

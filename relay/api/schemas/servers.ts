@@ -64,6 +64,7 @@ const statusProperties = {
   online: { type: 'boolean' },
   agent_version: { type: ['string', 'null'] },
   connected_since: { type: ['string', 'null'] },
+  agents_connected: { type: 'integer', description: "Agents connected with this server's token (replicas); agent_version and connected_since describe the oldest" },
 } as const;
 
 /** A server in lists and after updates. */
