@@ -27,6 +27,7 @@ import { resolveMappings } from './mappings/resolve.js';
 import { WebProxy } from './vhost/https-server.js';
 import { buildApi } from './api/app.js';
 import { loadOrCreateAdminKey, type AdminKey } from './api/admin-key.js';
+import { authenticateKey } from './api/auth.js';
 import type { RelayHooks, ServerStatus } from './api/types.js';
 import { Observability } from './observability.js';
 import { loadOrCreateMetricsKeyHash, registerMetricsRoute } from './stats/metrics-route.js';
@@ -128,6 +129,12 @@ export class Relay implements RelayHooks {
       registry: this.registry,
       devTls: this.tls,
       tunnelUpgrade: (req, socket, head) => this.accepting && ws.handle(req, socket, head),
+      // The admin key and owner keys sign in at endpoints too (they can change access control anyway).
+      managementKey: async (key) => {
+        const p = await authenticateKey(key, this.adminKey.hash, this.store);
+        if (!p) return null;
+        return p.kind === 'admin' ? { admin: true } : { admin: false, owner: p.owner };
+      },
     });
     this.api = await buildApi({ store: this.store, config, logger, adminKeyHash: this.adminKey.hash, relay: this });
     registerMetricsRoute(this.api, { admin: this.adminKey.hash, metrics: await loadOrCreateMetricsKeyHash(config.dataDir) });

@@ -24,9 +24,18 @@ export const SESSION_COOKIE = '__Host-portico-session';
 export const USER_KEY_PREFIX = 'puk_';
 const MAX_CREDENTIAL_LENGTH = 2048;
 
+/** A management API key presented at an endpoint: the admin key, or an owner-scoped key. */
+export type ManagementKey = { admin: true } | { admin: false; owner: string };
+
 export interface UserDirectory {
   findUser(owner: string, username: string): Promise<UserRecord | undefined>;
   findUserKeyByHash(keyHash: string): Promise<{ key: UserKeyRecord; user: UserRecord } | undefined>;
+  /**
+   * Resolves a management API key (admin or owner-scoped), when the relay
+   * lets those sign in at endpoints: whoever holds one can already change the
+   * endpoint's access control through the API, so it grants nothing more.
+   */
+  findManagementKey?(key: string): Promise<ManagementKey | null>;
 }
 
 export type Credential = { kind: 'bearer'; key: string } | { kind: 'basic'; username: string; password: string };
@@ -36,6 +45,8 @@ export interface Identity {
   username: string;
   owner: string;
   via: 'key' | 'basic' | 'session';
+  /** Signed in with the relay's admin key: passes any allowed_users list. */
+  admin?: boolean;
 }
 
 /** The credential of an Authorization header, or null (absent or unusable). */
@@ -152,7 +163,15 @@ export class Authenticator {
   }
 
   private async verifyKey(key: string, owner: string): Promise<Identity | null> {
-    if (!key.startsWith(USER_KEY_PREFIX) || key.length > 128) return null;
+    if (key.length > 512) return null;
+    if (!key.startsWith(USER_KEY_PREFIX)) {
+      // A management API key: the admin key (any endpoint), or a key of the endpoint's own owner (as user `owner`).
+      const m = await this.users.findManagementKey?.(key);
+      if (!m) return null;
+      if (m.admin) return { userId: 'admin', username: 'admin', owner, via: 'key', admin: true };
+      return m.owner === owner ? { userId: `owner:${owner}`, username: owner, owner, via: 'key' } : null;
+    }
+    if (key.length > 128) return null;
     const hash = createHash('sha256').update(key, 'utf8').digest('hex');
     const found = await this.users.findUserKeyByHash(hash);
     if (!found || !verifySecret(key, found.key.keyHash)) return null;

@@ -187,7 +187,7 @@ export class AccessGate {
   }
 
   private allowed(req: IncomingMessage, auth: AuthPolicy, id: Identity): Identity | ProxyError {
-    if (auth.allowedUsers !== null && !auth.allowedUsers.has(id.username.toLowerCase())) {
+    if (auth.allowedUsers !== null && id.admin !== true && !auth.allowedUsers.has(id.username.toLowerCase())) {
       metrics.blocked.inc({ reason: 'forbidden_user' });
       return refusals.userNotAllowed(id.username);
     }

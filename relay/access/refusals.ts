@@ -24,7 +24,7 @@ export const refusals = {
     status: 401,
     code: 'UNAUTHORIZED',
     message,
-    hint: 'Send Authorization: Bearer <user API key> (POST /v1/users/{id}/keys) or Basic credentials of a user of this server’s owner, or sign in with a browser.',
+    hint: 'Send Authorization: Bearer <user API key> (POST /v1/users/{id}/keys, or the owner’s or admin’s management API key) or Basic credentials of a user of this server’s owner, or sign in with a browser.',
     headers: { 'www-authenticate': challenge },
   }),
   userNotAllowed: (username: string): ProxyError => ({

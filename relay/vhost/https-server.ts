@@ -22,6 +22,7 @@ import { MODERN_CIPHERS } from '../../shared/transport/tls.js';
 import { redirectHandler } from './redirect.js';
 import { devSniCallback, needsDevSni } from './dev-sni.js';
 import type { Observability } from '../observability.js';
+import type { ManagementKey, UserDirectory } from '../access/auth.js';
 
 
 /** What a client that broke the rules is told before the connection is closed. */
@@ -53,6 +54,18 @@ export interface WebProxyDeps {
   obs?: Observability;
   /** Takes upgrades that are agent tunnels (wss://…/_tunnel); returns false for everything else. */
   tunnelUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => boolean;
+  /** Resolves management API keys presented at endpoints that need a login (relay/access/auth.ts). */
+  managementKey?: (key: string) => Promise<ManagementKey | null>;
+}
+
+/** The endpoint-login directory: the store's users and user keys, and management keys when the relay resolves them. */
+function endpointUsers(deps: WebProxyDeps): UserDirectory {
+  const { store, managementKey } = deps;
+  return {
+    findUser: (owner, username) => store.findUser(owner, username),
+    findUserKeyByHash: (hash) => store.findUserKeyByHash(hash),
+    ...(managementKey ? { findManagementKey: managementKey } : {}),
+  };
 }
 
 export class WebProxy {
@@ -74,7 +87,7 @@ export class WebProxy {
     const { config, logger } = deps;
     const h = { ...WEB_DEFAULTS, ...definedOnly(config.https) };
     this.router = new HostRouter(deps.store, config, logger.child({ part: 'vhost' }));
-    this.proxy = new HttpProxy({ config, logger: logger.child({ part: 'vhost' }), router: this.router, registry: deps.registry, pool: this.pool, users: deps.store, closing: () => this.closing, obs: deps.obs });
+    this.proxy = new HttpProxy({ config, logger: logger.child({ part: 'vhost' }), router: this.router, registry: deps.registry, pool: this.pool, users: endpointUsers(deps), closing: () => this.closing, obs: deps.obs });
     deps.obs?.setRouteLookup((host) => this.router.lookup(host));
     const checkEvery = Math.max(250, Math.min(1_000, Math.floor(h.headerTimeout / 2)));
     const hardening = {

@@ -279,6 +279,26 @@ t.test('authentication: user key, Basic, 401 JSON for API clients and a login pa
   t.equal(json(spoof).headers['x-portico-user'], 'ann', 'a client cannot claim a user');
 });
 
+t.test('management API keys sign in too: the admin key anywhere, an owner key at its own endpoints', async (t) => {
+  await setMapping({ authentication_required: true });
+  t.teardown(reset);
+  const admin = await req({ path: '/headers', headers: { authorization: `Bearer ${relay.adminKey}` } });
+  t.equal(admin.status, 200, 'the admin key passes');
+  t.notOk('authorization' in (json(admin).headers as Record<string, string>), 'and is not forwarded to the app');
+  t.equal((json(admin).headers as Record<string, string>)['x-portico-user'], 'admin');
+  const aliceKey = (await relay.api('POST', '/v1/keys', { owner: 'alice' })).body.data.key as string;
+  const bobKey = (await relay.api('POST', '/v1/keys', { owner: 'bob' })).body.data.key as string;
+  secrets.push(aliceKey, bobKey);
+  const own = await req({ path: '/headers', headers: { authorization: `Bearer ${aliceKey}` } });
+  t.equal(own.status, 200, "the owner's own API key passes");
+  t.equal((json(own).headers as Record<string, string>)['x-portico-user'], 'alice', 'as the owner');
+  t.equal((await req({ path: '/headers', headers: { authorization: `Bearer ${bobKey}` } })).status, 401, "another owner's API key is refused");
+  t.equal((await req({ path: '/headers', headers: { authorization: `Bearer pak_${'c'.repeat(32)}` } })).status, 401, 'an unknown API key is refused');
+  await setMapping({ authentication_required: true, allowed_users: ['ann'] });
+  t.equal((await req({ headers: { authorization: `Bearer ${relay.adminKey}` } })).status, 200, 'the admin key passes any allowed_users');
+  t.equal((await req({ headers: { authorization: `Bearer ${aliceKey}` } })).status, 403, 'an owner key is the owner, held to allowed_users');
+});
+
 t.test('allowed_users', async (t) => {
   await setMapping({ authentication_required: true, allowed_users: ['ann'] });
   t.teardown(reset);
