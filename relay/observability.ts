@@ -175,6 +175,11 @@ export class Observability {
     return this.usage.connectionOpened(this.usage.usage(serverId, mappingId), clientIp, stats, 'tcp');
   }
 
+  /** A UDP flow opened: counted like a connection; `stats` holds its payload bytes (aToB = client -> app). */
+  udpFlowOpened(serverId: string, mappingId: string, clientIp: string, stats: SpliceStats): LiveConn {
+    return this.usage.connectionOpened(this.usage.usage(serverId, mappingId), clientIp, stats, 'udp');
+  }
+
   connectionClosed(c: LiveConn): void {
     this.usage.connectionClosed(c);
   }

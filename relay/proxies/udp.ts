@@ -19,6 +19,7 @@ import type { ResolvedMapping } from '../mappings/resolve.js';
 import { LoopGuard } from './loop-guard.js';
 import type { PortPublisher, PublishProblem, PublisherDeps } from './types.js';
 import { rawIpAllowed } from '../access/raw.js';
+import type { LiveConn } from '../stats/usage.js';
 
 /** How long the agent has to answer a flow's stream header. */
 const OPEN_TIMEOUT_MS = 15_000;
@@ -70,6 +71,10 @@ class RelayFlow {
   rx = 0;
   tx = 0;
   sendDrops = 0;
+  /** Payload bytes each way (aToB = client -> app), read by the usage statistics while the flow is open. */
+  readonly bytes = { aToB: 0, bToA: 0 };
+  /** The usage statistics' handle while the flow is open (relay/observability.ts). */
+  live: LiveConn | null = null;
 
   constructor(
     readonly key: string,
@@ -248,6 +253,7 @@ export class UdpPublisher implements PortPublisher {
     }
     flow.stats.datagramsIn++;
     flow.rx++;
+    flow.bytes.aToB += msg.length;
     if (flow.state === 'failed') {
       this.countDrops(flow, 1);
       return;
@@ -335,6 +341,7 @@ export class UdpPublisher implements PortPublisher {
     }
     if (flow.state !== 'opening') return;
     flow.state = 'open';
+    flow.live = this.deps.obs?.udpFlowOpened(ps.serverId, mapping.id, flow.clientAddress, flow.bytes) ?? null;
     logger.debug({ server: ps.serverId, port: ps.port, client: `${flow.clientAddress}:${flow.clientPort}`, flows: this.statsOf(ps.serverId).flows }, 'udp flow opened');
     const decoder = new DatagramDecoder((d) => this.toClient(flow, d));
     stream.on('data', (chunk: Buffer) => decoder.push(chunk));
@@ -352,6 +359,7 @@ export class UdpPublisher implements PortPublisher {
     }
     flow.lastActive = Date.now();
     flow.tx++;
+    flow.bytes.bToA += d.length;
     flow.stats.datagramsOut++;
     try {
       sock.send(d, flow.clientPort, flow.rinfoAddress);
@@ -373,6 +381,10 @@ export class UdpPublisher implements PortPublisher {
 
   private closeFlow(flow: RelayFlow, reason: string): void {
     if (flow.state === 'closed') return;
+    if (flow.live !== null) {
+      this.deps.obs?.connectionClosed(flow.live);
+      flow.live = null;
+    }
     const wasFailed = flow.state === 'failed';
     flow.state = 'closed';
     const ps = flow.ps;

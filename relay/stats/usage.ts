@@ -167,7 +167,7 @@ export interface RequestObs {
 }
 
 /** A live TCP connection or WebSocket tunnel whose splice counters are read at flush/scrape time. */
-interface LiveConn {
+export interface LiveConn {
   usage: MappingUsage;
   stats: SpliceStats;
   seenIn: number;
@@ -288,7 +288,7 @@ export class UsageStats {
    * Counts a new connection (one request too) and follows its byte counters
    * (aToB = client -> app, bToA = app -> client) until connectionClosed.
    */
-  connectionOpened(u: MappingUsage, clientIp: string, stats: SpliceStats, kind: 'tcp' | 'websocket'): LiveConn {
+  connectionOpened(u: MappingUsage, clientIp: string, stats: SpliceStats, kind: 'tcp' | 'websocket' | 'udp'): LiveConn {
     u.totalConnections++;
     u.totalRequests++;
     u.openConnections++;

@@ -169,3 +169,26 @@ t.test('dual-stack relay (ports.bind "::"): IPv6 and IPv4 clients', async (t) =>
   await t.test('IPv6 clients on ::1', (t) => echoRound(t, '::1', port, 10));
   await t.test('IPv4 clients on the same dual-stack socket', (t) => echoRound(t, '127.0.0.1', port, 10));
 });
+
+t.test("a udp mapping's usage statistics: payload bytes each way, a flow counts as a connection", async (t) => {
+  const target = await startUdpTarget(TARGET_HOST, 0, (m) => Buffer.concat([m, m])); // answers twice the bytes
+  t.teardown(() => target.close());
+  const port = cluster.server.ports[2]!;
+  const made = await cluster.relay.api('POST', `/v1/servers/${cluster.server.id}/proxy/ports`, { internal_port: target.port, external_port: port, protocol: 'udp', description: 'stats' });
+  t.equal(made.status, 201);
+  const sock = await bindUdp('127.0.0.1');
+  t.teardown(() => closeUdp(sock));
+  let sent = 0;
+  for (const size of [10, 100, 1000]) {
+    const reply = await request(sock, port, '127.0.0.1', Buffer.alloc(size, 3));
+    t.equal(reply.length, 2 * size);
+    sent += size;
+  }
+  const view = await cluster.relay.api('GET', `/v1/servers/${cluster.server.id}/proxy`);
+  const u = view.body.data.port_mappings.find((m: any) => m.id === made.body.data.id).usage_statistics;
+  t.equal(u.bytes_in, sent, 'bytes_in: the datagrams from the client');
+  t.equal(u.bytes_out, 2 * sent, 'bytes_out: the datagrams back');
+  t.equal(u.total_connections, 1, 'one flow');
+  t.equal(u.open_connections, 1, 'still open (idle timeout not reached)');
+  t.ok(u.last_accessed, 'last_accessed set');
+});
