@@ -46,7 +46,7 @@ export class Observability {
   constructor(private readonly deps: ObservabilityDeps) {
     this.log = deps.logger.child({ component: 'health' });
     this.usage = new UsageStats({ store: deps.store, logger: deps.logger, flushMs: deps.flushMs });
-    this.replicas = new ReplicaGroups(deps.store, deps.config, deps.registry, this.health);
+    this.replicas = new ReplicaGroups(deps.store, deps.config, deps.registry);
     this.health.onChange = ({ record, previous }) => {
       const fields = { server: record.serverId, mapping: record.mappingId, status: record.status, previous, failures: record.consecutiveFailures, detail: record.detail };
       if (record.status === 'unhealthy') this.log.warn(fields, 'mapping unhealthy');
@@ -101,9 +101,11 @@ export class Observability {
   async serverChanged(serverId: string): Promise<void> {
     await this.replicas.refresh(serverId);
     const server = await this.deps.store.getServer(serverId);
-    const mappings = server ? resolveMappings(server, await this.deps.store.listMappings(serverId)) : [];
+    const stored = server ? await this.deps.store.listMappings(serverId) : [];
+    const mappings = server ? resolveMappings(server, stored) : [];
     this.health.retain(serverId, mappings);
-    this.usage.retain(serverId, mappings.map((m) => m.id));
+    // Statistics of every stored mapping are kept, published or not (a udp mapping while UDP is off).
+    this.usage.retain(serverId, [...new Set([...mappings.map((m) => m.id), ...stored.map((m) => m.id)])]);
   }
 
   /** The server is being deleted: forget its members, health and statistics. */
@@ -123,7 +125,12 @@ export class Observability {
   routed(obs: RequestObs | null | undefined, route: Route): void {
     if (!obs) return;
     obs.usage = this.usage.usage(route.serverId, route.mappingId);
-    obs.usage.openRequests++; // until the response closes (UsageTracker.endRequest)
+    // In flight until the response closes (endRequest) — unless it closed already (a client that
+    // left while the route was looked up).
+    if (!obs.ended) {
+      obs.usage.openRequests++;
+      obs.inFlight = true;
+    }
   }
 
   /**
@@ -160,15 +167,25 @@ export class Observability {
    * listening" — and a wrong check path cannot take a working app offline.
    */
   tcpTarget(session: AgentSession, mapping: ResolvedMapping): TcpTarget | null {
+    const registry = this.deps.registry;
+    let serverId = session.serverId;
+    let mappingId = mapping.id;
     if (mapping.group) {
       const set = this.replicas.setOf(session.server.owner, mapping.group);
       if (set) {
         const p = this.replicas.pick(set, false);
-        if (!p) metrics.unhealthyRefused.inc({ server: session.serverId, mapping: mapping.id });
-        return p ? { session: p.session, mapping: p.mapping } : null;
+        if (!p) {
+          metrics.unhealthyRefused.inc({ server: session.serverId, mapping: mapping.id });
+          return null;
+        }
+        serverId = p.member.serverId;
+        mappingId = p.member.mappingId;
       }
     }
-    return { session, mapping };
+    // The one cursor move of this connection: the chosen server's next agent (several may serve it).
+    const s = registry.get(serverId, mappingId);
+    const m = s?.mappings.find((x) => x.id === mappingId);
+    return s && m ? { session: s, mapping: m } : null;
   }
 
   tcpOpened(serverId: string, mappingId: string, clientIp: string, stats: SpliceStats): LiveConn {

@@ -28,11 +28,12 @@ import { WebProxy } from './vhost/https-server.js';
 import { buildApi } from './api/app.js';
 import { loadOrCreateAdminKey, type AdminKey } from './api/admin-key.js';
 import { authenticateKey } from './api/auth.js';
+import type { ErrorMsg } from '../proto/index.js';
 import type { RelayHooks, ServerStatus } from './api/types.js';
 import { Observability } from './observability.js';
 import { loadOrCreateMetricsKeyHash, registerMetricsRoute } from './stats/metrics-route.js';
 
-/** How long an earlier agent connection of a server has to answer a ping when a new one arrives. */
+/** How long an earlier agent connection of a server has to send anything (a pong, data) after a ping when a new one arrives. */
 const LIVENESS_PING_MS = 3_000;
 
 /**
@@ -59,6 +60,8 @@ export class Relay implements RelayHooks {
   web: WebProxy | null = null;
   private accepting = true;
   private readonly pendingPorts = new Map<number, number>();
+  /** The agent.yaml mappings each server's connected agents declared (relay/sessions/accept.ts). */
+  private readonly declarations = new Map<string, { key: string; rejected: ErrorMsg[] }>();
   readonly obs: Observability;
 
   private constructor(
@@ -108,6 +111,9 @@ export class Relay implements RelayHooks {
       relayVersion: VERSION,
       accepting: () => this.accepting,
       onAuthenticated: (s) => this.online(s),
+      peers: (serverId) => this.registry.peersOf(serverId).length,
+      confirmPeers: async (serverId) => (await Promise.all(this.registry.peersOf(serverId).map((o) => this.stillAlive(o)))).filter(Boolean).length,
+      declarations: this.declarations,
     });
 
   private async listen(): Promise<void> {
@@ -149,18 +155,31 @@ export class Relay implements RelayHooks {
    */
   private async online(session: AgentSession): Promise<void> {
     const others = this.registry.add(session);
-    for (const o of others) {
-      o.mux.ping(LIVENESS_PING_MS).catch(() => {
-        if (o.closed) return;
-        o.logger.info('an earlier agent connection of this server did not answer a ping when a new one arrived; closing it');
-        o.mux.destroy(new PorticoError('TIMEOUT', `agent connection did not answer a ping within ${LIVENESS_PING_MS} ms`));
-      });
-    }
+    for (const o of others) void this.stillAlive(o);
     await this.web?.refresh(session.serverId); // the hello may have changed agent-declared mappings
     await this.obs.serverChanged(session.serverId);
     await this.publish(session.serverId, session.mappings);
     // The other agents of the server serve the table this hello produced too.
     for (const o of others) o.update(session.server, session.mappings);
+  }
+
+  /**
+   * Pings an agent session; one that sends nothing (a pong, or any frame: a
+   * busy agent's pong may queue behind its data) within LIVENESS_PING_MS is
+   * a dead leftover and is closed. Resolves true when it is alive.
+   */
+  private async stillAlive(o: AgentSession): Promise<boolean> {
+    const sentAt = Date.now();
+    try {
+      await o.mux.ping(LIVENESS_PING_MS);
+      return true;
+    } catch {
+      if (o.closed) return false;
+      if (o.mux.lastReceivedAt >= sentAt) return true;
+      o.logger.info(`an agent connection of this server sent nothing for ${LIVENESS_PING_MS} ms after a ping while another connected; closing it`);
+      o.mux.destroy(new PorticoError('TIMEOUT', `agent connection sent nothing for ${LIVENESS_PING_MS} ms after a ping`));
+      return false;
+    }
   }
 
   private async publish(serverId: string, mappings: AgentSession['mappings']): Promise<void> {
@@ -207,6 +226,7 @@ export class Relay implements RelayHooks {
   }
 
   async serverDeleted(id: string): Promise<void> {
+    this.declarations.delete(id);
     for (const s of this.registry.sessionsOf(id)) s.terminate('TOKEN_REVOKED', `server ${id} was deleted`);
     await Promise.all(this.publishers.map((p) => p.closeServer(id)));
     await this.web?.refresh(id);

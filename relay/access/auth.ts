@@ -47,6 +47,8 @@ export interface Identity {
   via: 'key' | 'basic' | 'session';
   /** Signed in with the relay's admin key: passes any allowed_users list. */
   admin?: boolean;
+  /** Signed in with a management API key (admin or owner): never cached, so a deleted key stops at once. */
+  managementKey?: boolean;
 }
 
 /** The credential of an Authorization header, or null (absent or unusable). */
@@ -149,6 +151,7 @@ export class Authenticator {
       }
     }
     if (identity === null) return 'invalid';
+    if (identity.managementKey === true) return identity;
     if (this.cache.size >= this.max) {
       for (const [k, e] of this.cache) if (e.expires <= now) this.cache.delete(k);
       if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value!);
@@ -168,8 +171,10 @@ export class Authenticator {
       // A management API key: the admin key (any endpoint), or a key of the endpoint's own owner (as user `owner`).
       const m = await this.users.findManagementKey?.(key);
       if (!m) return null;
-      if (m.admin) return { userId: 'admin', username: 'admin', owner, via: 'key', admin: true };
-      return m.owner === owner ? { userId: `owner:${owner}`, username: owner, owner, via: 'key' } : null;
+      // Names with a ':' (never in a username): the app, allowed_users and the access log cannot confuse
+      // them with a user of that name.
+      if (m.admin) return { userId: 'key:admin', username: 'key:admin', owner, via: 'key', admin: true, managementKey: true };
+      return m.owner === owner ? { userId: `key:${owner}`, username: `key:${owner}`, owner, via: 'key', managementKey: true } : null;
     }
     if (key.length > 128) return null;
     const hash = createHash('sha256').update(key, 'utf8').digest('hex');

@@ -107,7 +107,9 @@ export function compileHttpAccess(
   else authOn = s.default_authentication === true;
   let auth: AuthPolicy | null = null;
   if (authOn) {
-    const users = strList(m.allowed_users) ?? strList(s.allowed_users);
+    // An empty list is no rule (as for IP lists): it neither opens nor narrows the server's list.
+    const own = strList(m.allowed_users);
+    const users = own && own.length > 0 ? own : strList(s.allowed_users);
     const minutes = posNumber(m.session_timeout_minutes) ?? posNumber(s.session_timeout_minutes) ?? DEFAULT_SESSION_TIMEOUT_MINUTES;
     const max = posNumber(m.max_concurrent_sessions) ?? posNumber(s.max_concurrent_sessions);
     auth = {

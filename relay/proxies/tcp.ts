@@ -116,8 +116,9 @@ class TcpPublisher implements PortPublisher {
 
   private async route(sock: net.Socket, serverId: string, port: number, reader: SocketReader | undefined): Promise<void> {
     const { registry, loopGuard, logger } = this.deps;
-    // Replica agents of one server: round-robin, preferring those whose check of this mapping passes.
-    const session = registry.get(serverId, registry.primary(serverId)?.mappingForPort(port, 'tcp')?.id);
+    // The mapping, from the server's oldest agent (all its agents serve the same table); which agent
+    // (replicas share a token) or which group member serves the connection is chosen below.
+    const session = registry.primary(serverId);
     const mapping = session?.mappingForPort(port, 'tcp');
     if (!session || !mapping || this.closing) {
       sock.resetAndDestroy();
@@ -143,7 +144,11 @@ class TcpPublisher implements PortPublisher {
     // Replicas and health (relay/observability.ts): a group member's port balances over the group's
     // eligible members (any server); an unhealthy mapping refuses new connections.
     const obs = this.deps.obs;
-    const dest: TcpTarget | null = obs ? obs.tcpTarget(session, mapping) : { session, mapping };
+    const ownTarget = (): TcpTarget | null => {
+      const s = registry.get(serverId, mapping.id);
+      return s ? { session: s, mapping } : null;
+    };
+    const dest: TcpTarget | null = obs ? obs.tcpTarget(session, mapping) : ownTarget();
     if (!dest) {
       sock.resetAndDestroy();
       return;

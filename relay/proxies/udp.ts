@@ -253,11 +253,11 @@ export class UdpPublisher implements PortPublisher {
     }
     flow.stats.datagramsIn++;
     flow.rx++;
-    flow.bytes.aToB += msg.length;
     if (flow.state === 'failed') {
       this.countDrops(flow, 1);
       return;
     }
+    flow.bytes.aToB += msg.length;
     flow.lastActive = Date.now();
     flow.writer.push(msg);
   }

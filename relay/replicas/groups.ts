@@ -11,9 +11,6 @@
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { MappingRecord, ServerRecord, Store } from '../store/store.js';
 import type { SessionRegistry } from '../sessions/registry.js';
-import type { AgentSession } from '../sessions/agent-session.js';
-import type { ResolvedMapping } from '../mappings/resolve.js';
-import type { HealthRegistry } from '../health/registry.js';
 import { normalizeHost } from '../vhost/router.js';
 
 export interface ReplicaMember {
@@ -41,8 +38,6 @@ export interface ReplicaSet {
 
 export interface Picked {
   member: ReplicaMember;
-  session: AgentSession;
-  mapping: ResolvedMapping;
 }
 
 export function groupKey(owner: string, group: string): string {
@@ -58,7 +53,6 @@ export class ReplicaGroups {
     private readonly store: Store,
     private readonly config: RelayConfig,
     private readonly registry: SessionRegistry,
-    private readonly health: HealthRegistry,
   ) {}
 
   hostOf(owner: string, group: string): string {
@@ -118,27 +112,32 @@ export class ReplicaGroups {
     return [...this.sets.values()].filter((s) => s.members.some((m) => m.serverId === serverId));
   }
 
-  /** Why a member gets no traffic now, or null when it is eligible. */
+  /**
+   * Why a member gets no traffic now, or null when it is eligible: it needs a
+   * usable agent session serving the mapping, and one of its agents (a server
+   * may have several) whose check of it has not failed. Moves no cursor.
+   */
   ineligible(m: ReplicaMember): 'offline' | 'unhealthy' | null {
-    const session = this.registry.get(m.serverId);
+    const session = this.registry.primary(m.serverId);
     if (!session || !session.mappings.some((x) => x.id === m.mappingId)) return 'offline';
-    if (this.health.isUnhealthy(m.mappingId)) return 'unhealthy';
+    if (!this.registry.passing(m.serverId, m.mappingId)) return 'unhealthy';
     return null;
   }
 
-  /** The next eligible member, round-robin; null when none is. `httpOnly` skips members without an HTTPS endpoint. */
+  /**
+   * The next eligible member, round-robin; null when none is. `httpOnly`
+   * skips members without an HTTPS endpoint. The caller picks the member
+   * server's agent session (registry.get, once).
+   */
   pick(set: ReplicaSet, httpOnly: boolean): Picked | null {
     const n = set.members.length;
     for (let i = 0; i < n; i++) {
       const idx = (set.next + i) % n;
       const member = set.members[idx]!;
       if (httpOnly && !member.http) continue;
-      if (this.health.isUnhealthy(member.mappingId)) continue;
-      const session = this.registry.get(member.serverId);
-      const mapping = session?.mappings.find((x) => x.id === member.mappingId);
-      if (!session || !mapping) continue;
+      if (this.ineligible(member) !== null) continue;
       set.next = (idx + 1) % n;
-      return { member, session, mapping };
+      return { member };
     }
     return null;
   }

@@ -14,7 +14,7 @@ import { Session as MuxSession, type MuxStream } from '../../shared/mux/index.js
 import type { PeerInfo } from '../../shared/transport/transport.js';
 import type { Logger } from '../../shared/logging.js';
 import { bindCovers, isLocalAddress } from '../../shared/util/net.js';
-import { EnvelopeCodec, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, envelopeKind, type Envelope, type Hello } from '../../proto/index.js';
+import { EnvelopeCodec, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, envelopeKind, type Envelope, type ErrorMsg, type Hello, type MappingSpec } from '../../proto/index.js';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { ServerRecord, Store } from '../store/store.js';
 import { parseAgentToken, verifySecret } from '../auth/tokens.js';
@@ -31,6 +31,22 @@ export interface AcceptDeps {
   onAuthenticated(session: AgentSession): Promise<void>;
   /** False while draining: new agents are turned away. */
   accepting(): boolean;
+  /** Usable agent sessions the server has now (replica agents share its token). */
+  peers?(serverId: string): number;
+  /** Pings the server's agents, closes those that stay silent; resolves with how many are alive. */
+  confirmPeers?(serverId: string): Promise<number>;
+  /**
+   * Per server, the agent.yaml mappings its connected agents declared (as a
+   * key) and what the relay refused of them: an agent joining others must
+   * declare the same, and then changes nothing in the store.
+   */
+  declarations?: Map<string, { key: string; rejected: ErrorMsg[] }>;
+}
+
+/** A declaration's identity: its mappings, normalised and sorted (order in agent.yaml does not matter). */
+export function declarationKey(specs: readonly MappingSpec[]): string {
+  const norm = specs.map((m) => [m.protocol ?? 0, m.internalPort, m.externalPort || 0, m.name || '', Boolean(m.http), m.description || '', m.group || '']);
+  return JSON.stringify(norm.sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1)));
 }
 
 export function acceptAgent(conn: Duplex, peer: PeerInfo, deps: AcceptDeps): void {
@@ -94,7 +110,27 @@ export function acceptAgent(conn: Duplex, peer: PeerInfo, deps: AcceptDeps): voi
       const hello = env.hello;
       const version = negotiate(hello);
       const server = await authenticate(hello, deps.store);
-      const rejected = await reconcileAgentMappings(deps.store, config, server, hello.mappings ?? []);
+      const specs = hello.mappings ?? [];
+      const key = declarationKey(specs);
+      const peers = deps.peers?.(server.id) ?? 0;
+      const applied = deps.declarations?.get(server.id);
+      let rejected: ErrorMsg[];
+      // Joining the server's other agents: the same agent.yaml mappings, or refused (it would take
+      // theirs away) — unless those agents turn out to be gone (a restart with a changed agent.yaml).
+      const alive = peers > 0 && applied !== undefined && applied.key !== key ? ((await deps.confirmPeers?.(server.id)) ?? peers) : peers;
+      if (alive > 0 && applied !== undefined) {
+        if (applied.key !== key) {
+          throw new PorticoError(
+            'CONFIG_INVALID',
+            `server ${server.id} already has ${alive} agent(s) connected whose agent.yaml declares different mappings; run every agent of a server with the same mappings, or stop the others first`,
+            { server_id: server.id, agents: alive },
+          );
+        }
+        rejected = applied.rejected;
+      } else {
+        rejected = await reconcileAgentMappings(deps.store, config, server, specs);
+        deps.declarations?.set(server.id, { key, rejected });
+      }
       const mappings = resolveMappings(server, await deps.store.listMappings(server.id));
       const localHost = hello.localHost || '127.0.0.1';
       const channel = new ControlChannel(stream);
@@ -130,6 +166,7 @@ export function acceptAgent(conn: Duplex, peer: PeerInfo, deps: AcceptDeps): voi
         },
         replyTo,
       );
+      session.markReady();
       session.logger.info({ agentVersion: session.agentVersion, hostname: session.hostname, mappings: mappings.length, rejected: rejected.length }, 'agent online');
     } catch (err) {
       const e = isPorticoError(err) ? err : new PorticoError('INTERNAL', 'internal error during handshake');

@@ -16,6 +16,7 @@ import type { RelayConfig } from '../../shared/config/types.js';
 import type { ServerRecord } from '../store/store.js';
 import type { ResolvedMapping } from '../mappings/resolve.js';
 import { httpsUrls, rawUrl } from '../mappings/urls.js';
+import { healthEnabled } from '../health/registry.js';
 
 export interface AgentSessionInit {
   id: string;
@@ -110,9 +111,27 @@ export class AgentSession extends EventEmitter {
     return { stream, opened };
   }
 
-  /** Records a health report of this agent (the latest result per mapping wins). */
+  /** Welcome was sent: the agent knows its forwarding table and can serve streams. */
+  private readyFlag = false;
+  /** terminate() was called: no new streams go here. */
+  private retiring = false;
+
+  /** Marks the session ready for streams (accept.ts, right after Welcome). */
+  markReady(): void {
+    this.readyFlag = true;
+  }
+
+  /** New streams may go here: Welcome sent, not terminating, no GoAway either way, not closed. */
+  get usable(): boolean {
+    return this.readyFlag && !this.retiring && !this.closed && this.mux.acceptsStreams;
+  }
+
+  /** Records a health report of this agent (the latest result per checked mapping wins). */
   noteHealth(states: readonly HealthStateMsg[]): void {
-    for (const st of states) this.health.set(st.mappingId, st);
+    for (const st of states) {
+      const m = this.mappings.find((x) => x.id === st.mappingId);
+      if (m && healthEnabled(m)) this.health.set(st.mappingId, st);
+    }
   }
 
   /** This agent's latest health result for a mapping: healthy, unhealthy or unknown. */
@@ -139,6 +158,11 @@ export class AgentSession extends EventEmitter {
   update(server: ServerRecord, mappings: ResolvedMapping[]): void {
     this.server = server;
     this.mappings = mappings;
+    // A result of a check that was removed or turned off says nothing any more.
+    for (const id of [...this.health.keys()]) {
+      const m = mappings.find((x) => x.id === id);
+      if (!m || !healthEnabled(m)) this.health.delete(id);
+    }
     if (this.closed) return;
     this.control.send({ mappingsUpdate: { mappings: this.wireMappings(), udp: server.udp, ports: server.ports } });
   }
@@ -146,6 +170,7 @@ export class AgentSession extends EventEmitter {
   /** Tells the agent why, then ends the session. */
   terminate(code: ErrorCode, message: string): void {
     if (this.closed) return;
+    this.retiring = true;
     this.control.send(errorBody(new PorticoError(code, message)));
     this.mux.goAway();
     // Give the error a moment to reach the agent, then cut everything.

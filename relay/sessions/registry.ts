@@ -10,48 +10,61 @@
 import { EventEmitter } from 'node:events';
 import type { AgentSession } from './agent-session.js';
 
+/** Preference by an agent's own health result for a mapping (lower first). */
+const RANK: Record<string, number> = { healthy: 0, unknown: 1, unhealthy: 2 };
+
 export class SessionRegistry extends EventEmitter {
   /** Per server, its live sessions, oldest first. */
   private readonly byServer = new Map<string, AgentSession[]>();
   private readonly cursor = new Map<string, number>();
 
   /**
-   * The session for the next new stream of `serverId`: round-robin over its
-   * live sessions, skipping those whose health check of `mappingId` fails
-   * while another does not. The only session is returned whatever its health
-   * (a lone mapping fails open: the client gets the real outcome).
+   * The session for the next new stream of `serverId`: round-robin over the
+   * usable sessions (Welcome sent, no GoAway, not terminating) with the best
+   * health for `mappingId` — healthy before unknown (a new agent whose first
+   * check has not passed yet) before unhealthy, so an agent whose check fails
+   * gets nothing while another passes, and the only one is used whatever its
+   * health (fail open). Moves the server's cursor: call it once per stream.
    */
   get(serverId: string, mappingId?: string): AgentSession | undefined {
     const list = this.byServer.get(serverId);
     if (!list || list.length === 0) return undefined;
-    if (list.length === 1) return list[0]!.closed ? undefined : list[0];
+    if (list.length === 1) return list[0]!.usable ? list[0] : undefined;
+    let best = 3;
+    if (mappingId !== undefined) for (const s of list) if (s.usable) best = Math.min(best, RANK[s.healthOf(mappingId)] ?? 1);
     const start = this.cursor.get(serverId) ?? 0;
-    let fallback: AgentSession | undefined;
     for (let i = 0; i < list.length; i++) {
       const idx = (start + i) % list.length;
       const s = list[idx]!;
-      if (s.closed) continue;
-      if (mappingId !== undefined && s.healthOf(mappingId) === 'unhealthy') {
-        fallback ??= s;
-        continue;
-      }
+      if (!s.usable) continue;
+      if (mappingId !== undefined && (RANK[s.healthOf(mappingId)] ?? 1) !== best) continue;
       this.cursor.set(serverId, idx + 1);
       return s;
     }
-    return fallback;
+    return undefined;
   }
 
-  /** The server's oldest live session: the one whose details the API shows. */
+  /** True when some usable session of the server has not failed its check of `mappingId` (no cursor move). */
+  passing(serverId: string, mappingId: string): boolean {
+    return (this.byServer.get(serverId) ?? []).some((s) => s.usable && s.healthOf(mappingId) !== 'unhealthy');
+  }
+
+  /** The server's oldest usable session: the one whose details and health the API shows (no cursor move). */
   primary(serverId: string): AgentSession | undefined {
-    return this.byServer.get(serverId)?.find((s) => !s.closed);
+    return this.byServer.get(serverId)?.find((s) => s.usable);
   }
 
-  /** Every live session of the server, oldest first. */
+  /** Every session of the server not closed yet (terminating ones included), oldest first. */
   sessionsOf(serverId: string): AgentSession[] {
     return (this.byServer.get(serverId) ?? []).filter((s) => !s.closed);
   }
 
-  /** Registers a session beside the server's others; returns those others. */
+  /** Usable sessions of the server other than `except` (a new agent's peers). */
+  peersOf(serverId: string, except?: AgentSession): AgentSession[] {
+    return (this.byServer.get(serverId) ?? []).filter((s) => s !== except && s.usable);
+  }
+
+  /** Registers a session beside the server's others; returns those others (not closed). */
   add(session: AgentSession): AgentSession[] {
     const list = this.byServer.get(session.serverId) ?? [];
     const others = list.filter((s) => !s.closed);

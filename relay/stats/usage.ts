@@ -164,6 +164,10 @@ export interface RequestObs {
   usage: MappingUsage | null;
   bytesIn: number;
   bytesOut: number;
+  /** Counted in its mapping's openRequests (routed before its response closed). */
+  inFlight: boolean;
+  /** The response closed (endRequest ran). */
+  ended: boolean;
 }
 
 /** A live TCP connection or WebSocket tunnel whose splice counters are read at flush/scrape time. */
@@ -233,7 +237,7 @@ export class UsageStats {
 
   /** Call when a request arrives; the access log entry is written when its response closes. */
   beginRequest(req: IncomingMessage, res: ServerResponse): RequestObs {
-    const obs: RequestObs = { start: performance.now(), usage: null, bytesIn: 0, bytesOut: 0 };
+    const obs: RequestObs = { start: performance.now(), usage: null, bytesIn: 0, bytesOut: 0, inFlight: false, ended: false };
     res.once('close', () => this.endRequest(req, res, obs));
     return obs;
   }
@@ -256,9 +260,11 @@ export class UsageStats {
       response_time_ms: ms,
       user_agent: truncateUserAgent(req.headers['user-agent']),
     };
+    obs.ended = true;
     const u = obs.usage;
     if (u) {
-      u.openRequests--;
+      if (obs.inFlight) u.openRequests--;
+      obs.inFlight = false;
       u.totalRequests++;
       u.responseTimeMsSum += ms;
       u.responseCount++;

@@ -14,6 +14,8 @@ import { generate } from 'selfsigned';
 import type { Logger } from '../../shared/logging.js';
 
 const CACHE_MAX = 1000;
+/** Certificates being minted at once, at most. */
+const MAX_MINTING = 16;
 /** A host name label (RFC 1123): what may stand before the dev domain. */
 const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const YEAR_MS = 365 * 24 * 3600 * 1000;
@@ -36,6 +38,7 @@ export function needsDevSni(domain: string): boolean {
 export function devSniCallback(opts: DevSniOptions): SniCallback {
   const suffix = `.${opts.domain}`;
   const cache = new Map<string, Promise<tls.SecureContext>>();
+  let minting = 0;
   let ca: { key: string; cert: string } | null = null;
   const mint = async (host: string): Promise<tls.SecureContext> => {
     ca ??= { key: readFileSync(join(opts.dataDir, 'ca.key'), 'utf8'), cert: readFileSync(join(opts.dataDir, 'ca.pem'), 'utf8') };
@@ -61,11 +64,25 @@ export function devSniCallback(opts: DevSniOptions): SniCallback {
     const label = host.endsWith(suffix) ? host.slice(0, -suffix.length) : '';
     if (!DNS_LABEL.test(label)) return cb(null, undefined);
     let p = cache.get(host);
-    if (!p) {
-      if (cache.size >= CACHE_MAX) cache.clear();
+    if (p) {
+      // Least recently used first out: a hit moves to the end.
+      cache.delete(host);
+      cache.set(host, p);
+    } else {
+      // Minting costs a key pair (~5 ms of CPU): a few at a time; past that, the wildcard
+      // certificate answers (a client then sees a name mismatch, and may retry).
+      if (minting >= MAX_MINTING) return cb(null, undefined);
+      if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value!);
+      minting++;
       p = mint(host);
       cache.set(host, p);
-      p.catch(() => cache.delete(host));
+      p.then(
+        () => minting--,
+        () => {
+          minting--;
+          cache.delete(host);
+        },
+      );
     }
     p.then(
       (ctx) => cb(null, ctx),

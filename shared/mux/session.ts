@@ -217,6 +217,16 @@ export class Session extends EventEmitter {
     return this._isDead;
   }
 
+  /** False once either side sent GoAway or the session is closing: open() would throw. */
+  get acceptsStreams(): boolean {
+    return !this.localGoAway && !this.remoteGoAway && !this.closing && !this._isDead;
+  }
+
+  /** When the last frame arrived from the peer (epoch ms). */
+  get lastReceivedAt(): number {
+    return this.lastRecv;
+  }
+
   /**
    * Opens a stream (synchronous). Its SYN rides on the first data frame when
    * written in the same tick, else goes out on the next tick or with end().

@@ -285,18 +285,24 @@ t.test('management API keys sign in too: the admin key anywhere, an owner key at
   const admin = await req({ path: '/headers', headers: { authorization: `Bearer ${relay.adminKey}` } });
   t.equal(admin.status, 200, 'the admin key passes');
   t.notOk('authorization' in (json(admin).headers as Record<string, string>), 'and is not forwarded to the app');
-  t.equal((json(admin).headers as Record<string, string>)['x-portico-user'], 'admin');
+  t.equal((json(admin).headers as Record<string, string>)['x-portico-user'], 'key:admin', 'a name no user can have');
   const aliceKey = (await relay.api('POST', '/v1/keys', { owner: 'alice' })).body.data.key as string;
   const bobKey = (await relay.api('POST', '/v1/keys', { owner: 'bob' })).body.data.key as string;
   secrets.push(aliceKey, bobKey);
   const own = await req({ path: '/headers', headers: { authorization: `Bearer ${aliceKey}` } });
   t.equal(own.status, 200, "the owner's own API key passes");
-  t.equal((json(own).headers as Record<string, string>)['x-portico-user'], 'alice', 'as the owner');
+  t.equal((json(own).headers as Record<string, string>)['x-portico-user'], 'key:alice', "as the owner's key");
   t.equal((await req({ path: '/headers', headers: { authorization: `Bearer ${bobKey}` } })).status, 401, "another owner's API key is refused");
   t.equal((await req({ path: '/headers', headers: { authorization: `Bearer pak_${'c'.repeat(32)}` } })).status, 401, 'an unknown API key is refused');
   await setMapping({ authentication_required: true, allowed_users: ['ann'] });
   t.equal((await req({ headers: { authorization: `Bearer ${relay.adminKey}` } })).status, 200, 'the admin key passes any allowed_users');
-  t.equal((await req({ headers: { authorization: `Bearer ${aliceKey}` } })).status, 403, 'an owner key is the owner, held to allowed_users');
+  t.equal((await req({ headers: { authorization: `Bearer ${aliceKey}` } })).status, 403, 'an owner key is held to allowed_users (it can list only usernames)');
+  // Not cached: a deleted key stops at once.
+  await setMapping({ authentication_required: true });
+  const keyId = (await relay.api('GET', '/v1/keys')).body.data.find((k: { owner: string }) => k.owner === 'alice').id;
+  t.equal((await req({ headers: { authorization: `Bearer ${aliceKey}` } })).status, 200);
+  t.equal((await relay.api('DELETE', `/v1/keys/${keyId}`)).status, 200);
+  t.equal((await req({ headers: { authorization: `Bearer ${aliceKey}` } })).status, 401, 'a deleted API key is refused at once');
 });
 
 t.test('allowed_users', async (t) => {

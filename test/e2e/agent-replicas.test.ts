@@ -120,6 +120,26 @@ t.test("an agent whose health check fails gets no new requests while the other's
   t.pass('beta takes requests again once its check passes');
 });
 
+t.test('an agent that is draining (SIGTERM, open connections) gets no new requests', async (t) => {
+  // Hold one raw connection on each agent (round-robin), so a stopped agent keeps draining.
+  const publicPort = (await mapping()).external_port;
+  const held: net.Socket[] = [];
+  for (let i = 0; i < 2; i++) {
+    const s = net.connect({ host: '127.0.0.1', port: publicPort });
+    s.on('error', () => undefined);
+    await new Promise((r) => s.once('connect', r));
+    held.push(s);
+  }
+  t.teardown(() => held.forEach((s) => s.destroy()));
+  await new Promise((r) => setTimeout(r, 200));
+  agentB!.child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300)); // its GoAway reaches the relay
+  t.equal(agentB!.child.exitCode, null, 'still draining its open connection');
+  const got = await names(6);
+  t.same(got, Array(6).fill('alpha'), `no request goes to the draining agent: ${got.join(',')}`);
+  held.forEach((s) => s.destroy());
+});
+
 t.test('when one agent leaves, the other serves everything and the server stays online', async (t) => {
   await agentB!.stop();
   agentB = null;

@@ -191,4 +191,10 @@ t.test("a udp mapping's usage statistics: payload bytes each way, a flow counts 
   t.equal(u.total_connections, 1, 'one flow');
   t.equal(u.open_connections, 1, 'still open (idle timeout not reached)');
   t.ok(u.last_accessed, 'last_accessed set');
+  // Turning UDP off ends the server's flows: no longer open.
+  t.equal((await cluster.relay.api('PUT', `/v1/servers/${cluster.server.id}/udp`, { enabled: false })).status, 200);
+  const after = (await cluster.relay.api('GET', `/v1/servers/${cluster.server.id}/proxy`)).body.data.port_mappings.find((m: any) => m.id === made.body.data.id).usage_statistics;
+  t.equal(after.open_connections, 0, 'the flow is closed');
+  t.equal(after.total_connections, 1);
+  t.equal((await cluster.relay.api('PUT', `/v1/servers/${cluster.server.id}/udp`, { enabled: true })).status, 200);
 });

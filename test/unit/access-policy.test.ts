@@ -227,6 +227,10 @@ t.test('policy compilation: precedence, null when nothing is configured', async 
   const a = compileHttpAccess(withDefault, { id: 'm', accessControl: { allowed_users: ['Ann'] } })!;
   t.match(a.auth, { owner: 'alice', mappingId: 'm', sessionTtlMs: 30 * 60_000, maxSessions: 3 });
   t.ok(a.auth!.allowedUsers!.has('ann'), 'usernames compare case-insensitively');
+  const serverUsers = { ...withDefault, access: { ...withDefault.access, allowed_users: ['bob'] } };
+  t.same([...compileHttpAccess(serverUsers, { id: 'm', accessControl: null })!.auth!.allowedUsers!], ['bob'], "the server's allowed_users when the mapping has none");
+  t.same([...compileHttpAccess(serverUsers, { id: 'm', accessControl: { allowed_users: [] } })!.auth!.allowedUsers!], ['bob'], 'an empty mapping list neither opens nor narrows it');
+  t.same([...compileHttpAccess(serverUsers, { id: 'm', accessControl: { allowed_users: ['Ann'] } })!.auth!.allowedUsers!], ['ann'], "the mapping's own list wins");
   t.equal(compileHttpAccess(withDefault, { id: 'm', accessControl: { public_access: true } })?.auth ?? null, null, 'public_access overrides the default');
   t.equal(compileHttpAccess(withDefault, { id: 'm', accessControl: { authentication_required: false } })?.auth ?? null, null);
   const rl = compileHttpAccess(

@@ -134,9 +134,12 @@ t.test('probes: HTTP status, wrong status, refused, TCP connect, timeout', async
 });
 
 t.test('replica pick: round-robin over eligible members, skipping unhealthy and offline ones', async (t) => {
-  const sessions = new Map<string, { serverId: string; closed: boolean; mappings: { id: string }[] }>();
-  const registry = { get: (id: string) => sessions.get(id) } as never;
-  const health = new HealthRegistry();
+  // One agent session per member server; each holds its own health results (relay/sessions/registry.ts).
+  const sessions = new Map<string, { serverId: string; mappings: { id: string }[]; status: string }>();
+  const registry = {
+    primary: (id: string) => sessions.get(id),
+    passing: (id: string) => sessions.has(id) && sessions.get(id)!.status !== 'unhealthy',
+  } as never;
   const mappings = ['a', 'b', 'c'].map((s, i) => ({
     id: `port_${s}`,
     serverId: s,
@@ -153,20 +156,19 @@ t.test('replica pick: round-robin over eligible members, skipping unhealthy and 
     listServers: async () => ['a', 'b', 'c'].map((id) => ({ id, owner: 'team' })),
     listAllMappings: async () => mappings,
   } as never;
-  const groups = new ReplicaGroups(store, { domain: 'example.com' } as never, registry, health);
+  const groups = new ReplicaGroups(store, { domain: 'example.com' } as never, registry);
   await groups.load();
-  for (const s of ['a', 'b', 'c']) sessions.set(s, { serverId: s, closed: false, mappings: [{ id: `port_${s}` }] });
+  for (const s of ['a', 'b', 'c']) sessions.set(s, { serverId: s, mappings: [{ id: `port_${s}` }], status: 'unknown' });
   const set = groups.lookupHost('team-web.example.com:443')!;
   t.ok(set, 'group host routed');
   const picks = (n: number) => Array.from({ length: n }, () => groups.pick(set, true)?.member.serverId ?? null);
   t.same(picks(6), ['a', 'b', 'c', 'a', 'b', 'c']);
-  const mapsB = [{ id: 'port_b', internalPort: 8000, externalPort: 20001, protocol: 'tcp', healthCheck: { enabled: true } }] as never;
-  health.report('b', mapsB, [{ mappingId: 'port_b', status: 'unhealthy', lastCheckMs: Date.now(), consecutiveFailures: 3 }]);
+  sessions.get('b')!.status = 'unhealthy';
   t.same(picks(4), ['a', 'c', 'a', 'c'], 'unhealthy member skipped');
   sessions.delete('c');
   t.same(picks(3), ['a', 'a', 'a'], 'offline member skipped');
   sessions.delete('a');
   t.equal(groups.pick(set, true), null, 'none eligible');
-  health.report('b', mapsB, [{ mappingId: 'port_b', status: 'healthy', lastCheckMs: Date.now(), consecutiveFailures: 0 }]);
+  sessions.get('b')!.status = 'healthy';
   t.same(picks(2), ['b', 'b'], 'recovered member is picked again');
 });

@@ -1,8 +1,8 @@
 // SessionRegistry: several agent sessions per server (replica agents share a
-// token). New streams go round-robin over the live sessions, skipping one
-// whose health check of the mapping fails while another's does not (a lone
-// session is used whatever its health); 'offline' only when the last one
-// leaves, 'replica-offline' for the others.
+// token). New streams go round-robin over the usable sessions with the best
+// health for the mapping (healthy, then unknown, then unhealthy: a lone
+// session is used whatever its health); draining sessions get none;
+// 'offline' only when the last one leaves, 'replica-offline' for the others.
 import t from 'tap';
 import { EventEmitter } from 'node:events';
 import { SessionRegistry } from '../../relay/sessions/registry.js';
@@ -10,6 +10,11 @@ import type { AgentSession } from '../../relay/sessions/agent-session.js';
 
 class FakeSession extends EventEmitter {
   closed = false;
+  /** GoAway sent or received, terminating, or Welcome not sent yet. */
+  draining = false;
+  get usable(): boolean {
+    return !this.closed && !this.draining;
+  }
   openStreams = 0;
   states = new Map<string, string>();
   constructor(
@@ -101,4 +106,36 @@ t.test('a closed session that has not emitted close yet is never picked', async 
   a.closed = true; // closing: the mux is gone, the 'close' event comes later
   t.same(Array.from({ length: 3 }, () => nameOf(r.get('s1'))), ['b', 'b', 'b']);
   t.same(r.sessionsOf('s1').map(nameOf), ['b']);
+});
+
+t.test('a healthy agent is preferred over one whose first check has not come back (unknown)', async (t) => {
+  const r = new SessionRegistry();
+  const a = fake('s1', 'a');
+  const b = fake('s1', 'b');
+  r.add(as(a));
+  r.add(as(b));
+  a.states.set('m1', 'healthy');
+  t.same(Array.from({ length: 3 }, () => nameOf(r.get('s1', 'm1'))), ['a', 'a', 'a'], 'b (unknown) waits for its first passing check');
+  b.states.set('m1', 'healthy');
+  t.same(Array.from({ length: 4 }, () => nameOf(r.get('s1', 'm1'))).sort(), ['a', 'a', 'b', 'b']);
+  t.equal(r.passing('s1', 'm1'), true);
+  a.states.set('m1', 'unhealthy');
+  b.states.set('m1', 'unhealthy');
+  t.equal(r.passing('s1', 'm1'), false, 'passing: no usable agent without a failed check');
+});
+
+t.test('a draining agent (GoAway, terminating, no Welcome yet) gets no new streams', async (t) => {
+  const r = new SessionRegistry();
+  const a = fake('s1', 'a');
+  const b = fake('s1', 'b');
+  r.add(as(a));
+  r.add(as(b));
+  b.draining = true;
+  t.same(Array.from({ length: 3 }, () => nameOf(r.get('s1'))), ['a', 'a', 'a']);
+  t.equal(nameOf(r.primary('s1')), 'a');
+  t.same(r.peersOf('s1').map(nameOf), ['a']);
+  t.same(r.sessionsOf('s1').map(nameOf), ['a', 'b'], 'still listed for terminate/update until it closes');
+  a.draining = true;
+  t.equal(r.get('s1'), undefined, 'none usable: none');
+  t.equal(r.primary('s1'), undefined);
 });
