@@ -164,3 +164,17 @@ t.test('a silent connection is closed when another agent of the server arrives; 
   const got = await names(6);
   t.ok(got.includes('alpha') && got.includes('beta'), `both serve again: ${got.join(',')}`);
 });
+
+t.test('an agent whose agent.yaml declares other mappings than its connected peers is refused, and changes nothing', async (t) => {
+  const before = await mapping();
+  const other = await startAgent(relay, srv.token, { yaml: `mappings:\n  - { internal_port: ${port + 1}, http: true }`, localHost: HOSTS[1], wait: false });
+  const code = await Promise.race([other.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+  t.equal(code, 2, 'a configuration error: exit 2');
+  const { readFileSync } = await import('node:fs');
+  t.match(readFileSync(other.logFile, 'utf8'), /CONFIG_INVALID.*already has 1 agent\(s\) connected whose agent\.yaml declares different mappings/);
+  const after = await mapping();
+  t.equal(after?.id, before.id, "the connected agent's mapping is untouched");
+  t.equal(after?.url, before.url);
+  t.equal((await relay.api('GET', `/v1/servers/${srv.id}`)).body.data.agents_connected, 1);
+  t.same(await names(2), ['alpha', 'alpha']);
+});
