@@ -253,7 +253,10 @@ export class Relay implements RelayHooks {
     // The tunnel listener stops accepting at once; its close() resolves only when the agents' connections
     // end, which happens below (awaiting it here hung stop() until the process was killed, losing the final stats flush).
     const tunnelClosed = this.tunnel?.close();
-    await Promise.all(this.publishers.map((p) => p.close()));
+    // Likewise the public listeners: they stop accepting now, and their close() resolves once their
+    // connections are gone — awaited after the grace period, not before it (a held SSH or TCP
+    // connection kept the relay from exiting at all).
+    const publishersClosed = Promise.all(this.publishers.map((p) => p.close()));
     for (const s of this.registry.all()) {
       s.control.send({ shutdown: { reason: 'relay shutting down', graceMs } });
       s.mux.goAway();
@@ -264,6 +267,7 @@ export class Relay implements RelayHooks {
     this.web?.destroy();
     for (const s of this.registry.all()) s.mux.destroy(new PorticoError('SHUTTING_DOWN', 'relay stopped'));
     this.wsTunnel?.close();
+    await publishersClosed;
     await tunnelClosed;
     await this.api?.close();
     await this.obs.stop();

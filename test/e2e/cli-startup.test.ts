@@ -51,3 +51,36 @@ t.test('SIGTERM: agent exits 0, relay drains and exits 0; endpoint lines follow 
   t.equal(await c.relay.stop('SIGTERM'), 0, 'relay exit 0');
   rmSync(c.relay.dataDir, { recursive: true, force: true });
 });
+
+t.test('SIGTERM drain: a transfer inside the grace period finishes; a connection held past it is closed and the relay exits 0', async (t) => {
+  const { startEcho } = await import('../helpers/targets.js');
+  const net = await import('node:net');
+  const echo = await startEcho('127.0.0.2');
+  t.teardown(() => echo.close());
+  const c = await startCluster({ relay: { extraYaml: 'shutdown_grace: 2s' }, agent: { yaml: `mappings:\n  - { internal_port: ${echo.port} }` } });
+  t.teardown(() => rmSync(c.relay.dataDir, { recursive: true, force: true }));
+  const view = await c.relay.api('GET', `/v1/servers/${c.server.id}/proxy`);
+  const publicPort = view.body.data.port_mappings[0].external_port as number;
+  // One client that never ends its side (an SSH session), one that sends a little late and reads the echo.
+  const held = net.connect({ host: '127.0.0.1', port: publicPort });
+  const heldClosed = new Promise<void>((r) => held.once('close', () => r()));
+  held.on('error', () => undefined);
+  await new Promise((r) => held.once('connect', r));
+  held.write('hold');
+  await new Promise((r) => held.once('data', r));
+  const late = net.connect({ host: '127.0.0.1', port: publicPort });
+  late.on('error', () => undefined);
+  await new Promise((r) => late.once('connect', r));
+  let echoed = '';
+  late.on('data', (d: Buffer) => (echoed += d.toString()));
+  const started = Date.now();
+  const stopped = c.relay.stop('SIGTERM');
+  setTimeout(() => late.end('inside the grace period'), 500);
+  t.equal(await stopped, 0, 'relay exit 0');
+  const took = Date.now() - started;
+  t.ok(took >= 1_500 && took < 8_000, `exited after the 2 s grace period, not when the held client left (${took} ms)`);
+  await heldClosed;
+  t.pass('the held connection was closed by the relay');
+  t.equal(echoed, 'inside the grace period', 'the transfer inside the grace period finished intact');
+  await c.agent.stop('SIGTERM');
+});
