@@ -47,8 +47,10 @@ export function splice(
   const onClose = (self: Duplex, other: Duplex) => () => {
     // A side that closed cleanly has ended both ways, so the pump already ended the
     // other one, which then flushes by itself. A side that closed without its
-    // readable end (reset, error, destroy) aborts the other.
-    if (!other.destroyed && (!self.readableEnded || self.errored)) other.destroy();
+    // readable end (reset, error, destroy) aborts the other — a TCP socket with a
+    // reset, not a FIN, so a download cut short by a crashing app does not look
+    // complete to the client (a mux stream's destroy sends yamux RST).
+    if (!other.destroyed && (!self.readableEnded || self.errored)) abortSide(other);
     if (++closed === 2) finish();
   };
   const onError = (err: Error) => {
@@ -77,6 +79,21 @@ export function splice(
     b.destroy();
   };
   return stats;
+}
+
+/** Destroys a stream; a plain TCP socket with RST (resetAndDestroy), anything else as usual. */
+function abortSide(d: Duplex): void {
+  const sock = d as Duplex & { resetAndDestroy?: () => void; _handle?: { constructor?: { name?: string } } | null };
+  // resetAndDestroy throws for sockets not on a TCP handle (TLS, pipes): those get destroy().
+  if (typeof sock.resetAndDestroy === 'function' && sock._handle?.constructor?.name === 'TCP') {
+    try {
+      sock.resetAndDestroy();
+      return;
+    } catch {
+      // fall through
+    }
+  }
+  d.destroy();
 }
 
 /**

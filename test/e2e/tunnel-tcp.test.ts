@@ -81,6 +81,43 @@ t.test('half-close: client ends its side, server still replies, both see a clean
   t.equal(reply, 'got 16 bytes', 'reply arrived after the client half-closed');
 });
 
+t.test('a reset crosses the tunnel as a reset, not a clean end, both ways', async (t) => {
+  const port = cluster.server.ports[3]!;
+  let appSaw: 'end' | 'error' | null = null;
+  let mode: 'app-resets' | 'client-resets' = 'app-resets';
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('end', () => (appSaw ??= 'end'));
+    s.on('error', () => (appSaw ??= 'error'));
+    if (mode === 'app-resets') {
+      // 100 bytes, then the app crashes mid-response.
+      s.write(Buffer.alloc(100, 1), () => setTimeout(() => s.resetAndDestroy(), 50));
+    }
+  });
+  await new Promise<void>((r) => server.listen(port, TARGET_HOST, r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+
+  const outcome = await new Promise<{ bytes: number; how: string }>((resolve) => {
+    const c = net.connect({ host: '127.0.0.1', port });
+    let bytes = 0;
+    c.on('data', (d: Buffer) => (bytes += d.length));
+    c.on('end', () => resolve({ bytes, how: 'end' }));
+    c.on('error', (e: NodeJS.ErrnoException) => resolve({ bytes, how: e.code ?? 'error' }));
+  });
+  t.equal(outcome.bytes, 100, 'the bytes sent before the crash arrived');
+  t.equal(outcome.how, 'ECONNRESET', 'the client sees a reset, so a cut-short download does not look complete');
+
+  mode = 'client-resets';
+  appSaw = null;
+  const c = net.connect({ host: '127.0.0.1', port });
+  c.on('error', () => undefined);
+  await new Promise((r) => c.once('connect', r));
+  c.write('partial request');
+  await new Promise((r) => setTimeout(r, 200));
+  c.resetAndDestroy();
+  await eventually(() => appSaw !== null, 3_000);
+  t.equal(appSaw, 'error', 'the app sees the client reset as an error, not a clean end');
+});
+
 t.test('a client that stops reading keeps memory bounded; other streams keep flowing', async (t) => {
   const slowPort = cluster.server.ports[3]!;
   const fastPort = cluster.server.ports[4]!;
