@@ -75,7 +75,7 @@ export class Agent extends EventEmitter {
         failures++;
         const msg = describeDialError(err);
         if (this.config.maxRetries !== undefined && failures > this.config.maxRetries) {
-          return { code: 1, reason: `relay ${relay} unreachable after ${failures} attempts: ${msg}` };
+          return { code: 1, reason: `relay ${relay} unreachable after ${failures} attempt${failures === 1 ? '' : 's'}: ${msg}` };
         }
         this.logger.warn({ relay, attempt: failures, err: msg }, 'cannot connect to relay');
       }

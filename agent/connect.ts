@@ -5,6 +5,7 @@
  */
 import os from 'node:os';
 import { readFileSync } from 'node:fs';
+import { systemTrust } from '../shared/transport/system-ca.js';
 import { PorticoError } from '../shared/errors.js';
 import { ControlChannel } from '../shared/control/channel.js';
 import { Session as MuxSession, type MuxStream } from '../shared/mux/index.js';
@@ -31,7 +32,8 @@ export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream
   const socket = await clientTransports[config.transport ?? 'tls'].dial({
     host: config.relay.host,
     port: config.relay.port,
-    ca: config.ca ? readFileSync(config.ca) : undefined,
+    // --ca FILE; else Node's roots and the system's trust store (shared/transport/system-ca.ts).
+    ca: config.ca ? readFileSync(config.ca) : config.insecure ? undefined : systemTrust(),
     insecure: config.insecure,
     serverName: config.serverName,
     timeout: CONNECT_TIMEOUT_MS,

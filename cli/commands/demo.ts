@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDemoApp } from '../demo/app.js';
 import { onShutdownSignal } from '../signals.js';
@@ -108,7 +108,7 @@ async function runDemo(flags: DemoFlags): Promise<number> {
       [
         '# written by `portico demo`',
         'relay: 127.0.0.1:7000',
-        `ca: ${join(process.cwd(), dataDir, 'ca.pem')}`,
+        `ca: ${resolve(dataDir, 'ca.pem')}`,
         'local_host: 127.0.0.1',
         'mappings:',
         `  - internal_port: ${app.port}`,

@@ -33,7 +33,7 @@ export interface DialOptions {
   host: string;
   port: number;
   /** PEM CA bundle to verify the relay with; system trust when absent. */
-  ca?: string | Buffer;
+  ca?: string | Buffer | string[];
   /** Skip certificate verification (dev only). */
   insecure: boolean;
   /** Name to verify in the certificate (defaults to host). */

@@ -84,3 +84,23 @@ t.test('SIGTERM drain: a transfer inside the grace period finishes; a connection
   t.equal(echoed, 'inside the grace period', 'the transfer inside the grace period finished intact');
   await c.agent.stop('SIGTERM');
 });
+
+t.test("agent without --ca trusts the system's store (SSL_CERT_FILE), not only Node's built-in roots", async (t) => {
+  const { startRelay } = await import('../helpers/cluster.js');
+  const relay = await startRelay();
+  t.teardown(async () => {
+    await relay.stop();
+    rmSync(relay.dataDir, { recursive: true, force: true });
+  });
+  const bogus = `ptk_x_${'c'.repeat(32)}`;
+  // Untrusted: the dev CA is in no store the agent reads.
+  const log1 = join(dir, 'agent-untrusted.log');
+  const untrusted = spawnPortico(['agent', '--relay', relay.tunnelAddr, '--token', bogus, '--max-retries', '0'], { SSL_CERT_FILE: '/nonexistent' }, log1);
+  t.equal(await untrusted.exited, 1, 'an untrusted relay: exit 1');
+  t.match(readFileSync(log1, 'utf8'), /certificate/i, 'says the certificate is not trusted');
+  // Trusted through the system bundle: TLS passes, so the relay itself answers (bad token: exit 2).
+  const log2 = join(dir, 'agent-system-ca.log');
+  const trusted = spawnPortico(['agent', '--relay', relay.tunnelAddr, '--token', bogus, '--max-retries', '0'], { SSL_CERT_FILE: relay.caPath }, log2);
+  t.equal(await trusted.exited, 2, 'TLS verified against the system bundle; the relay refused the token');
+  t.match(readFileSync(log2, 'utf8'), /UNAUTHORIZED/);
+});
