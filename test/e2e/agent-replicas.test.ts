@@ -11,6 +11,7 @@ import net from 'node:net';
 import { rmSync } from 'node:fs';
 import { createServer, eventually, freePort, startAgent, startRelay, type AgentHandle } from '../helpers/cluster.js';
 import { httpsHostsOf, webRequest } from '../helpers/web.js';
+import { rawHttpBody } from '../helpers/targets.js';
 
 const HOSTS = ['127.0.0.2', '127.0.0.3'] as const;
 
@@ -62,23 +63,6 @@ async function names(n: number): Promise<string[]> {
   return out;
 }
 
-/** One raw TCP connection to the mapping's public port: which app answered. */
-function rawName(publicPort: number): Promise<string | null> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port: publicPort });
-    let data = '';
-    const timer = setTimeout(() => s.destroy(), 5_000);
-    s.setEncoding('utf8');
-    s.on('connect', () => s.write('GET /raw HTTP/1.0\r\nHost: x\r\n\r\n'));
-    s.on('data', (d: string) => (data += d));
-    s.on('error', () => undefined);
-    s.on('close', () => {
-      clearTimeout(timer);
-      resolve(data.split('\r\n\r\n')[1]?.trim() ?? null);
-    });
-  });
-}
-
 async function mapping(): Promise<any> {
   const res = await relay.api('GET', `/v1/servers/${srv.id}/proxy?include_health=true`);
   return res.body.data.port_mappings.find((m: any) => m.internal_port === port);
@@ -102,7 +86,7 @@ t.test('new requests and connections alternate between the agents', async (t) =>
   t.equal(got.filter((n) => n === 'beta').length, 5, 'beta got half');
   const publicPort = (await mapping()).external_port;
   const raw: (string | null)[] = [];
-  for (let i = 0; i < 4; i++) raw.push(await rawName(publicPort));
+  for (let i = 0; i < 4; i++) raw.push(await rawHttpBody(publicPort));
   t.same([...raw].sort(), ['alpha', 'alpha', 'beta', 'beta'], `raw TCP too: ${raw.join(',')}`);
 });
 

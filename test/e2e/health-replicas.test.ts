@@ -8,10 +8,10 @@
 // gone; none eligible -> 503.
 import t from 'tap';
 import http from 'node:http';
-import net from 'node:net';
 import { rmSync } from 'node:fs';
 import { TARGET_HOST, createServer, eventually, freePort, startAgent, startRelay, type AgentHandle } from '../helpers/cluster.js';
 import { httpsHostsOf, webRequest } from '../helpers/web.js';
+import { rawHttpBody } from '../helpers/targets.js';
 
 interface NamedApp {
   name: string;
@@ -93,24 +93,6 @@ async function groupNames(n: number): Promise<string[]> {
   return out;
 }
 
-/** One raw TCP connection to a public port: an HTTP/1.0 request, the app's name from the answer (or null on reset). */
-function rawName(publicPort: number): Promise<string | null> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port: publicPort });
-    let data = '';
-    const timer = setTimeout(() => s.destroy(), 5_000);
-    s.setEncoding('utf8');
-    s.on('connect', () => s.write('GET /raw HTTP/1.0\r\nHost: x\r\n\r\n'));
-    s.on('data', (d: string) => (data += d));
-    s.on('error', () => undefined);
-    s.on('close', () => {
-      clearTimeout(timer);
-      const body = data.split('\r\n\r\n')[1];
-      resolve(body ? body.trim() : null);
-    });
-  });
-}
-
 t.test('health checks are configured through the API and reach healthy', async (t) => {
   const check = { enabled: true, path: '/health', interval_seconds: 1, timeout_seconds: 1, retries: 1 };
   for (const s of [srvA, srvB]) {
@@ -147,7 +129,7 @@ t.test('round-robin over both replicas on the group host and on the raw TCP port
   for (let i = 1; i < names.length; i++) t.not(names[i], names[i - 1], `request ${i} went to the other replica`);
   const rawPort = (await mappingOf(srvA.id)).external_port;
   const raw: (string | null)[] = [];
-  for (let i = 0; i < 4; i++) raw.push(await rawName(rawPort));
+  for (let i = 0; i < 4; i++) raw.push(await rawHttpBody(rawPort));
   t.same([...raw].sort(), ['alpha', 'alpha', 'beta', 'beta'], `a member's public TCP port balances new connections too: ${raw.join(',')}`);
   // Each replica's own hosts still reach only that replica.
   const own = await webRequest(relay, `${hostA.secure}:${port}`);
@@ -177,7 +159,7 @@ t.test('health flips to unhealthy when the app stops; its own host still tries i
   const names = await groupNames(6);
   t.same(names, Array(6).fill('beta'), 'the group host sends everything to the healthy replica');
   const rawPort = (await mappingOf(srvA.id)).external_port;
-  t.equal(await rawName(rawPort), 'beta', "even the unhealthy member's own TCP port goes to the healthy one");
+  t.equal(await rawHttpBody(rawPort), 'beta', "even the unhealthy member's own TCP port goes to the healthy one");
 
   await a.start();
   await eventually(async () => (await health(srvA.id)) === 'healthy', 8_000, 100);

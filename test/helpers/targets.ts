@@ -200,3 +200,25 @@ export function refused(host: string, port: number, timeoutMs = 5_000): Promise<
 export function sha256(buf: Buffer): string {
   return createHash('sha256').update(buf).digest('hex');
 }
+
+/**
+ * One raw TCP connection to `port` on 127.0.0.1: an HTTP/1.0 GET of /raw,
+ * resolved with the answer's body trimmed (the app's name in the replica
+ * tests), or null on a reset, an empty answer or after 5 s.
+ */
+export function rawHttpBody(port: number, timeoutMs = 5_000): Promise<string | null> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let data = '';
+    const timer = setTimeout(() => s.destroy(), timeoutMs);
+    s.setEncoding('utf8');
+    s.on('connect', () => s.write('GET /raw HTTP/1.0\r\nHost: x\r\n\r\n'));
+    s.on('data', (d: string) => (data += d));
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      clearTimeout(timer);
+      const body = data.split('\r\n\r\n')[1];
+      resolve(body ? body.trim() : null);
+    });
+  });
+}
