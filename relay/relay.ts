@@ -62,6 +62,8 @@ export class Relay implements RelayHooks {
   private readonly pendingPorts = new Map<number, number>();
   /** The agent.yaml mappings each server's connected agents declared (relay/sessions/accept.ts). */
   private readonly declarations = new Map<string, { key: string; rejected: ErrorMsg[] }>();
+  /** The tail of each server's chain of agent handshakes (perServer). */
+  private readonly handshakes = new Map<string, Promise<void>>();
   readonly obs: Observability;
 
   private constructor(
@@ -77,6 +79,9 @@ export class Relay implements RelayHooks {
     this.publishers = Object.values(relayPublishers).map((make) => make(deps));
     this.registry.on('offline', (s: AgentSession) => {
       s.logger.info('agent offline');
+      // No agent left: the next one to connect declares the server's agent.yaml mappings afresh
+      // (unless one is connecting right now: its declaration is already recorded).
+      if (!this.handshakes.has(s.serverId)) this.declarations.delete(s.serverId);
       for (const p of this.publishers) void p.closeServer(s.serverId);
     });
   }
@@ -112,6 +117,7 @@ export class Relay implements RelayHooks {
       accepting: () => this.accepting,
       onAuthenticated: (s) => this.online(s),
       peers: (serverId) => this.registry.peersOf(serverId).length,
+      serialize: (serverId, fn) => this.perServer(serverId, fn),
       confirmPeers: async (serverId) => (await Promise.all(this.registry.peersOf(serverId).map((o) => this.stillAlive(o)))).filter(Boolean).length,
       declarations: this.declarations,
     });
@@ -154,6 +160,7 @@ export class Relay implements RelayHooks {
    * reconnect after a network break) and are closed.
    */
   private async online(session: AgentSession): Promise<void> {
+    if (!this.accepting) throw new PorticoError('SHUTTING_DOWN', 'relay is shutting down; retry shortly');
     const others = this.registry.add(session);
     for (const o of others) void this.stillAlive(o);
     await this.web?.refresh(session.serverId); // the hello may have changed agent-declared mappings
@@ -161,6 +168,23 @@ export class Relay implements RelayHooks {
     await this.publish(session.serverId, session.mappings);
     // The other agents of the server serve the table this hello produced too.
     for (const o of others) o.update(session.server, session.mappings);
+    // stop() began while this was being set up: its sweep of the sessions may have missed this one.
+    if (!this.accepting) session.mux.destroy(new PorticoError('SHUTTING_DOWN', 'relay stopped'));
+  }
+
+  /** Runs `fn` after the earlier calls for the same server (agent handshakes of one server, one at a time). */
+  private perServer<T>(serverId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.handshakes.get(serverId) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.handshakes.set(serverId, tail);
+    void tail.then(() => {
+      if (this.handshakes.get(serverId) === tail) this.handshakes.delete(serverId);
+    });
+    return run;
   }
 
   /**

@@ -43,6 +43,7 @@ class TcpPublisher implements PortPublisher {
   }
 
   async sync(serverId: string, mappings: ResolvedMapping[]): Promise<PublishProblem[]> {
+    if (this.closing) return []; // stopping: no new listeners (a handshake finishing late)
     const want = new Set(mappings.filter((m) => m.protocol === 'tcp').map((m) => m.externalPort));
     const closes: Promise<void>[] = [];
     for (const l of this.listeners.values()) {

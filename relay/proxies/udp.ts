@@ -154,6 +154,7 @@ export class UdpPublisher implements PortPublisher {
   }
 
   async sync(serverId: string, mappings: ResolvedMapping[]): Promise<PublishProblem[]> {
+    if (this.closing) return []; // stopping: no new listeners (a handshake finishing late)
     const want = new Map<number, ResolvedMapping>();
     for (const m of mappings) if (m.protocol === 'udp') want.set(m.externalPort, m);
     const closes: Promise<void>[] = [];

@@ -41,7 +41,11 @@ export interface AcceptDeps {
    * declare the same, and then changes nothing in the store.
    */
   declarations?: Map<string, { key: string; rejected: ErrorMsg[] }>;
+  /** Runs `fn` after every earlier call for the same server has finished (one handshake per server at a time). */
+  serialize?<T>(serverId: string, fn: () => Promise<T>): Promise<T>;
 }
+
+const runNow = <T>(_key: string, fn: () => Promise<T>): Promise<T> => fn();
 
 /** A declaration's identity: its mappings, normalised and sorted (order in agent.yaml does not matter). */
 export function declarationKey(specs: readonly MappingSpec[]): string {
@@ -109,65 +113,77 @@ export function acceptAgent(conn: Duplex, peer: PeerInfo, deps: AcceptDeps): voi
       if (!deps.accepting()) throw new PorticoError('SHUTTING_DOWN', 'relay is shutting down; retry shortly');
       const hello = env.hello;
       const version = negotiate(hello);
-      const server = await authenticate(hello, deps.store);
+      const authed = await authenticate(hello, deps.store);
       const specs = hello.mappings ?? [];
-      const key = declarationKey(specs);
-      const peers = deps.peers?.(server.id) ?? 0;
-      const applied = deps.declarations?.get(server.id);
-      let rejected: ErrorMsg[];
-      // Joining the server's other agents: the same agent.yaml mappings, or refused (it would take
-      // theirs away) — unless those agents turn out to be gone (a restart with a changed agent.yaml).
-      const alive = peers > 0 && applied !== undefined && applied.key !== key ? ((await deps.confirmPeers?.(server.id)) ?? peers) : peers;
-      if (alive > 0 && applied !== undefined) {
-        if (applied.key !== key) {
-          throw new PorticoError(
-            'CONFIG_INVALID',
-            `server ${server.id} already has ${alive} agent(s) connected whose agent.yaml declares different mappings; run every agent of a server with the same mappings, or stop the others first`,
-            { server_id: server.id, agents: alive },
-          );
+      // One handshake per server at a time from here to registration: the declaration check, the
+      // reconcile and online() see what the previous one left (concurrent agents of one server).
+      await (deps.serialize ?? runNow)(authed.id, async () => {
+        const stillWanted = () => {
+          if (!deps.accepting()) throw new PorticoError('SHUTTING_DOWN', 'relay is shutting down; retry shortly');
+          if (mux.closed) throw new PorticoError('TIMEOUT', 'the agent went away during the handshake');
+        };
+        stillWanted();
+        const key = declarationKey(specs);
+        const applied = deps.declarations?.get(authed.id);
+        const peers = deps.peers?.(authed.id) ?? 0;
+        // Joining the server's other agents: the same agent.yaml mappings, or refused (it would take
+        // theirs away) — unless those agents turn out to be gone (a restart with a changed agent.yaml).
+        if (peers > 0 && applied !== undefined && applied.key !== key) {
+          const alive = (await deps.confirmPeers?.(authed.id)) ?? peers;
+          stillWanted();
+          if (alive > 0) {
+            throw new PorticoError(
+              'CONFIG_INVALID',
+              `server ${authed.id} already has ${alive} agent(s) connected whose agent.yaml declares different mappings; run every agent of a server with the same mappings, or stop the others first`,
+              { server_id: authed.id, agents: alive },
+            );
+          }
         }
-        rejected = applied.rejected;
-      } else {
-        rejected = await reconcileAgentMappings(deps.store, config, server, specs);
-        deps.declarations?.set(server.id, { key, rejected });
-      }
-      const mappings = resolveMappings(server, await deps.store.listMappings(server.id));
-      const localHost = hello.localHost || '127.0.0.1';
-      const channel = new ControlChannel(stream);
-      const session = new AgentSession({
-        id: randomUUID(),
-        server,
-        mappings,
-        mux,
-        control: channel,
-        peer,
-        agentVersion: hello.agentVersion || 'unknown',
-        hostname: hello.hostname || '',
-        localHost,
-        canLoop: isLocalAddress(peer.remoteAddress) && bindCovers(config.ports.bind, localHost),
-        logger: log.child({ server: server.id }),
-        config,
-      });
-      await deps.onAuthenticated(session);
-      channel.send(
-        {
-          welcome: {
-            version,
-            serverId: server.id,
-            owner: server.owner,
-            publicHostname: config.publicHostname,
-            ports: server.ports,
-            mappings: session.wireMappings(),
-            udp: server.udp,
-            sessionId: session.id,
-            relayVersion: deps.relayVersion,
-            rejected,
+        // The same declaration reconciles to the same records (ids and URLs kept): harmless for the
+        // server's other agents, and a mapping refused before for a fixable reason is tried again.
+        const rejected = await reconcileAgentMappings(deps.store, config, authed, specs);
+        deps.declarations?.set(authed.id, { key, rejected });
+        // The record as it is now (the API may have changed it while this handshake waited).
+        const server = (await deps.store.getServer(authed.id)) ?? authed;
+        const mappings = resolveMappings(server, await deps.store.listMappings(server.id));
+        stillWanted();
+        const localHost = hello.localHost || '127.0.0.1';
+        const channel = new ControlChannel(stream);
+        const session = new AgentSession({
+          id: randomUUID(),
+          server,
+          mappings,
+          mux,
+          control: channel,
+          peer,
+          agentVersion: hello.agentVersion || 'unknown',
+          hostname: hello.hostname || '',
+          localHost,
+          canLoop: isLocalAddress(peer.remoteAddress) && bindCovers(config.ports.bind, localHost),
+          logger: log.child({ server: server.id }),
+          config,
+        });
+        await deps.onAuthenticated(session);
+        channel.send(
+          {
+            welcome: {
+              version,
+              serverId: server.id,
+              owner: server.owner,
+              publicHostname: config.publicHostname,
+              ports: server.ports,
+              mappings: session.wireMappings(),
+              udp: server.udp,
+              sessionId: session.id,
+              relayVersion: deps.relayVersion,
+              rejected,
+            },
           },
-        },
-        replyTo,
-      );
-      session.markReady();
-      session.logger.info({ agentVersion: session.agentVersion, hostname: session.hostname, mappings: mappings.length, rejected: rejected.length }, 'agent online');
+          replyTo,
+        );
+        session.markReady();
+        session.logger.info({ agentVersion: session.agentVersion, hostname: session.hostname, mappings: mappings.length, rejected: rejected.length }, 'agent online');
+      });
     } catch (err) {
       const e = isPorticoError(err) ? err : new PorticoError('INTERNAL', 'internal error during handshake');
       if (!isPorticoError(err)) log.error({ err }, 'handshake error');

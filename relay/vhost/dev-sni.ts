@@ -76,11 +76,12 @@ export function devSniCallback(opts: DevSniOptions): SniCallback {
       minting++;
       p = mint(host);
       cache.set(host, p);
-      p.then(
+      const minted = p;
+      minted.then(
         () => minting--,
         () => {
           minting--;
-          cache.delete(host);
+          if (cache.get(host) === minted) cache.delete(host);
         },
       );
     }

@@ -75,8 +75,8 @@ export function splice(
       },
     );
   const abort = () => {
-    a.destroy();
-    b.destroy();
+    abortSide(a);
+    abortSide(b);
   };
   return stats;
 }

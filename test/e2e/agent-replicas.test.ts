@@ -162,3 +162,16 @@ t.test('an agent whose agent.yaml declares other mappings than its connected pee
   t.equal((await relay.api('GET', `/v1/servers/${srv.id}`)).body.data.agents_connected, 1);
   t.same(await names(2), ['alpha', 'alpha']);
 });
+
+t.test('a changed agent.yaml goes through when the other agents are dead; a live one with the old yaml is then refused', async (t) => {
+  agentA.child.kill('SIGSTOP'); // the old container is gone (its connection silent)
+  const changed = await startAgent(relay, srv.token, { yaml: `mappings:\n  - { internal_port: ${port + 2}, http: true, name: svc2 }`, localHost: HOSTS[1] });
+  t.teardown(() => changed.stop());
+  const internals = async () => ((await relay.api('GET', `/v1/servers/${srv.id}/proxy`)).body.data.port_mappings as { internal_port: number }[]).map((m) => m.internal_port);
+  t.same(await internals(), [port + 2], 'the new declaration replaced the old one after the silent agent missed its ping');
+  t.equal((await relay.api('GET', `/v1/servers/${srv.id}`)).body.data.agents_connected, 1);
+  agentA.child.kill('SIGCONT'); // the old agent comes back, with its old agent.yaml
+  const code = await Promise.race([agentA.exited, new Promise((r) => setTimeout(() => r('still running'), 15_000))]);
+  t.equal(code, 2, 'the returning agent with the old agent.yaml is refused (CONFIG_INVALID) while the new one is alive');
+  t.same(await internals(), [port + 2], 'and changed nothing');
+});

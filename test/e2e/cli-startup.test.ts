@@ -103,4 +103,12 @@ t.test("agent without --ca trusts the system's store (SSL_CERT_FILE), not only N
   const trusted = spawnPortico(['agent', '--relay', relay.tunnelAddr, '--token', bogus, '--max-retries', '0'], { SSL_CERT_FILE: relay.caPath }, log2);
   t.equal(await trusted.exited, 2, 'TLS verified against the system bundle; the relay refused the token');
   t.match(readFileSync(log2, 'utf8'), /UNAUTHORIZED/);
+  // NODE_EXTRA_CA_CERTS still counts beside the system trust.
+  const log3 = join(dir, 'agent-extra-ca.log');
+  const extra = spawnPortico(['agent', '--relay', relay.tunnelAddr, '--token', bogus, '--max-retries', '0'], { SSL_CERT_FILE: '/nonexistent', NODE_EXTRA_CA_CERTS: relay.caPath }, log3);
+  t.equal(await extra.exited, 2, 'trusted through NODE_EXTRA_CA_CERTS');
+  // A bundle path that is not a regular file (a device) is skipped, not read.
+  const log4 = join(dir, 'agent-dev-zero.log');
+  const dev = spawnPortico(['agent', '--relay', relay.tunnelAddr, '--token', bogus, '--max-retries', '0'], { SSL_CERT_FILE: '/dev/zero' }, log4);
+  t.equal(await dev.exited, 1, '/dev/zero as SSL_CERT_FILE: skipped (untrusted), not read forever');
 });
