@@ -201,3 +201,20 @@ t.test('group validation', async (t) => {
   const agentOwned = await relay.api('PUT', `/v1/servers/${srvA.id}/proxy/ports/${(await mappingOf(srvA.id)).id}`, { group: 'other' });
   t.equal(agentOwned.status, 400, 'group of an agent.yaml mapping belongs to agent.yaml');
 });
+
+t.test('a group member served by two agents (one token): the group host reaches both of them, and the other member', async (t) => {
+  // A second agent for rep-a with the same agent.yaml, dialing 127.0.0.3 where "gamma" listens on alpha's port.
+  const gamma = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain', connection: 'close' }).end('gamma\n'));
+  await new Promise<void>((r) => gamma.listen({ host: '127.0.0.3', port: a.port, exclusive: true }, r));
+  t.teardown(() => new Promise<void>((r) => gamma.close(() => r())));
+  const second = await startAgent(relay, srvA.token, { yaml: yaml(a.port), localHost: '127.0.0.3' });
+  t.teardown(() => second.stop());
+  await eventually(async () => (await relay.api('GET', `/v1/servers/${srvA.id}`)).body.data.agents_connected === 2, 5_000);
+  // Both rep-a agents must pass the check (the new one reports within a second) before it gets traffic.
+  await eventually(async () => (await groupNames(8)).includes('gamma'), 10_000, 200);
+  const got = await groupNames(12);
+  const count = (n: string) => got.filter((x) => x === n).length;
+  t.equal(count('beta'), 6, `rep-b gets every other request: ${got.join(',')}`);
+  t.equal(count('alpha'), 3, "rep-a's first agent gets half of rep-a's share");
+  t.equal(count('gamma'), 3, "and its second agent the other half (the pick moves each cursor once)");
+});
