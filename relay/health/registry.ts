@@ -3,8 +3,9 @@
  * channel; the agent runs the checks, agent/health/checker.ts). In memory
  * only: after a relay restart or an agent reconnect the agent reports again
  * at once. A mapping's state is `unknown` until its first result, when its
- * agent is offline, and when its check is disabled; only `unhealthy` keeps
- * traffic away (docs/replicas.md).
+ * agent is offline, and when its check is disabled. This is the API's and
+ * the metrics' view (from the server's oldest agent); routing between agents
+ * reads each agent session's own results (relay/sessions/registry.ts).
  */
 import type { HealthStateMsg } from '../../proto/index.js';
 import type { ResolvedMapping } from '../mappings/resolve.js';
@@ -36,7 +37,6 @@ export interface HealthChange {
 
 export class HealthRegistry {
   private readonly byMapping = new Map<string, HealthRecord>();
-  private readonly unhealthy = new Set<string>();
   /** Called on every status change (the relay logs it). */
   onChange: ((c: HealthChange) => void) | null = null;
 
@@ -73,7 +73,6 @@ export class HealthRegistry {
     for (const r of [...this.byMapping.values()]) {
       if (r.serverId === serverId && !keep.has(r.mappingId)) {
         this.byMapping.delete(r.mappingId);
-        this.unhealthy.delete(r.mappingId);
         metrics.health.remove({ server: serverId, mapping: r.mappingId });
       }
     }
@@ -83,16 +82,9 @@ export class HealthRegistry {
     return this.byMapping.get(mappingId);
   }
 
-  /** Hot path: one set lookup. */
-  isUnhealthy(mappingId: string): boolean {
-    return this.unhealthy.has(mappingId);
-  }
-
   private set(r: HealthRecord): void {
     const prev = this.byMapping.get(r.mappingId);
     this.byMapping.set(r.mappingId, r);
-    if (r.status === 'unhealthy') this.unhealthy.add(r.mappingId);
-    else this.unhealthy.delete(r.mappingId);
     metrics.health.set({ server: r.serverId, mapping: r.mappingId }, GAUGE[r.status]);
     const previous = prev?.status ?? 'unknown';
     if (previous !== r.status) this.onChange?.({ record: r, previous });
