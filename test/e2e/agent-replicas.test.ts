@@ -115,9 +115,10 @@ t.test('an agent that is draining (SIGTERM, open connections) gets no new reques
     held.push(s);
   }
   t.teardown(() => held.forEach((s) => s.destroy()));
-  await new Promise((r) => setTimeout(r, 200));
+  await eventually(async () => (await relay.api('GET', `/v1/servers/${srv.id}`)).body.data.open_streams === 2, 5_000);
   agentB!.child.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 300)); // its GoAway reaches the relay
+  // Once its GoAway has arrived every new request lands on alpha (before the fix, every other one failed).
+  await eventually(async () => (await names(2)).every((n) => n === 'alpha'), 3_000, 50);
   t.equal(agentB!.child.exitCode, null, 'still draining its open connection');
   const got = await names(6);
   t.same(got, Array(6).fill('alpha'), `no request goes to the draining agent: ${got.join(',')}`);

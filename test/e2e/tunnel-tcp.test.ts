@@ -84,8 +84,10 @@ t.test('half-close: client ends its side, server still replies, both see a clean
 t.test('a reset crosses the tunnel as a reset, not a clean end, both ways', async (t) => {
   const port = cluster.server.ports[3]!;
   let appSaw: 'end' | 'error' | null = null;
+  let appGot = 0;
   let mode: 'app-resets' | 'client-resets' = 'app-resets';
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('data', (d: Buffer) => (appGot += d.length));
     s.on('end', () => (appSaw ??= 'end'));
     s.on('error', () => (appSaw ??= 'error'));
     if (mode === 'app-resets') {
@@ -112,7 +114,7 @@ t.test('a reset crosses the tunnel as a reset, not a clean end, both ways', asyn
   c.on('error', () => undefined);
   await new Promise((r) => c.once('connect', r));
   c.write('partial request');
-  await new Promise((r) => setTimeout(r, 200));
+  await eventually(() => appGot === 'partial request'.length, 3_000); // the app has the connection and the bytes
   c.resetAndDestroy();
   await eventually(() => appSaw !== null, 3_000);
   t.equal(appSaw, 'error', 'the app sees the client reset as an error, not a clean end');
