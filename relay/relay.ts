@@ -193,17 +193,12 @@ export class Relay implements RelayHooks {
    * a dead leftover and is closed. Resolves true when it is alive.
    */
   private async stillAlive(o: AgentSession): Promise<boolean> {
-    const sentAt = Date.now();
-    try {
-      await o.mux.ping(LIVENESS_PING_MS);
-      return true;
-    } catch {
-      if (o.closed) return false;
-      if (o.mux.lastReceivedAt >= sentAt) return true;
+    if (await o.mux.probe(LIVENESS_PING_MS)) return true;
+    if (!o.closed) {
       o.logger.info(`an agent connection of this server sent nothing for ${LIVENESS_PING_MS} ms after a ping while another connected; closing it`);
       o.mux.destroy(new PorticoError('TIMEOUT', `agent connection sent nothing for ${LIVENESS_PING_MS} ms after a ping`));
-      return false;
     }
+    return false;
   }
 
   private async publish(serverId: string, mappings: AgentSession['mappings']): Promise<void> {

@@ -260,6 +260,21 @@ export class Session extends EventEmitter {
     });
   }
 
+  /**
+   * Whether the peer is alive: true when it answers a ping within timeoutMs,
+   * or sent any other frame meanwhile (a busy peer's pong may queue behind
+   * its data); false when it stayed silent or the session is closed.
+   */
+  async probe(timeoutMs: number): Promise<boolean> {
+    const sentAt = Date.now();
+    try {
+      await this.ping(timeoutMs);
+      return true;
+    } catch {
+      return !this._isDead && this.lastRecv >= sentAt;
+    }
+  }
+
   /** Tells the peer we accept no new streams (and we open none); existing streams continue. */
   goAway(code: number = GoAwayCode.Normal): void {
     if (this.localGoAway || this._isDead) return;

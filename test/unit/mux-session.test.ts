@@ -479,3 +479,32 @@ t.test('destroy(err): streams destroyed with err, socket destroyed, close event 
   await once(p.server, 'close');
   endChecks(t, p);
 });
+
+t.test('probe: a pong or any other frame within the timeout is alive; silence or a closed session is not', async (t) => {
+  // Answers pings: alive at once.
+  const p = await sessionPair(t);
+  t.equal(await p.client.probe(2_000), true, 'a peer that answers the ping is alive');
+
+  // A peer that never answers our ping but keeps sending frames (here its own pings,
+  // as a busy agent's data would arrive while its pong queues behind it): alive.
+  const [cs, raw] = await socketPair(t);
+  const client = new Session(cs, { isClient: true, keepaliveInterval: 0 });
+  t.teardown(() => client.destroy());
+  raw.on('data', () => {}); // reads our ping, never answers it
+  let n = 0;
+  const chatter = setInterval(() => raw.write(encodeFrameHeader({ type: FrameType.Ping, flags: Flag.SYN, streamId: 0, length: 1000 + n++ })), 40);
+  t.teardown(() => clearInterval(chatter));
+  t.equal(await client.probe(300), true, 'frames other than the pong count as a sign of life');
+  t.ok(n > 0, 'the peer sent frames during the probe');
+
+  // Silent: the same peer stops sending; the probe fails after its timeout.
+  clearInterval(chatter);
+  await new Promise((r) => setTimeout(r, 50)); // the last chatter frame is in
+  const started = Date.now();
+  t.equal(await client.probe(300), false, 'a peer that sends nothing within the timeout is not alive');
+  t.ok(Date.now() - started >= 290, 'the probe waited its whole timeout');
+
+  // Closed session: not alive, at once.
+  client.destroy();
+  t.equal(await client.probe(300), false, 'a closed session is not alive');
+});
