@@ -54,11 +54,14 @@ export class Observability {
     };
     deps.registry.on('online', (s: AgentSession) => this.attach(s));
     deps.registry.on('offline', (s: AgentSession) => this.health.offline(s.serverId));
-    // A replica left: the API's health view follows the server's oldest session, which may now be another one.
-    deps.registry.on('replica-offline', (s: AgentSession) => {
+    // A replica left or began draining: the API's health view follows the server's oldest usable
+    // session, which may now be another one.
+    const followPrimary = (s: AgentSession) => {
       const primary = deps.registry.primary(s.serverId);
       if (primary) this.health.report(s.serverId, primary.mappings, primary.healthStates());
-    });
+    };
+    deps.registry.on('replica-offline', followPrimary);
+    deps.registry.on('replica-draining', followPrimary);
   }
 
   async start(): Promise<void> {

@@ -75,7 +75,10 @@ export class AgentSession extends EventEmitter {
     // The agent ending its control stream means it is leaving: finish open streams, then close.
     this.control.once('close', () => {
       if (!this.mux.closed) void this.mux.close();
+      this.draining();
     });
+    // The agent drains (SIGTERM): it takes no new streams from now on.
+    this.mux.once('goaway', () => this.draining());
     this.mux.once('close', (err?: Error) => {
       this.closedFlag = true;
       this.control.close();
@@ -115,6 +118,15 @@ export class AgentSession extends EventEmitter {
   private readyFlag = false;
   /** terminate() was called: no new streams go here. */
   private retiring = false;
+
+  private drainingEmitted = false;
+
+  /** Emits 'draining' once, when the session stops taking new streams before it closes. */
+  private draining(): void {
+    if (this.drainingEmitted || this.closed) return;
+    this.drainingEmitted = true;
+    this.emit('draining');
+  }
 
   /** Marks the session ready for streams (accept.ts, right after Welcome). */
   markReady(): void {
@@ -171,6 +183,7 @@ export class AgentSession extends EventEmitter {
   terminate(code: ErrorCode, message: string): void {
     if (this.closed) return;
     this.retiring = true;
+    this.draining();
     this.control.send(errorBody(new PorticoError(code, message)));
     this.mux.goAway();
     // Give the error a moment to reach the agent, then cut everything.

@@ -82,6 +82,11 @@ export class SessionRegistry extends EventEmitter {
         this.emit('offline', session);
       }
     });
+    // It stops taking new streams before it closes (an agent draining on SIGTERM): while others
+    // serve the server, the primary — whose details and health the API shows — may now be another.
+    session.once('draining', () => {
+      if (this.peersOf(session.serverId, session).length > 0) this.emit('replica-draining', session);
+    });
     this.emit('online', session, others);
     return others;
   }

@@ -176,3 +176,40 @@ t.test('a changed agent.yaml goes through when the other agents are dead; a live
   t.equal(code, 2, 'the returning agent with the old agent.yaml is refused (CONFIG_INVALID) while the new one is alive');
   t.same(await internals(), [port + 2], 'and changed nothing');
 });
+
+t.test("the API's health view follows the oldest agent that takes new streams: when it starts draining, the next one's results show at once", async (t) => {
+  // Two fresh agents (the earlier ones are gone): P, the oldest, in front of alpha; Q in front of beta.
+  alpha.state.healthStatus = 200;
+  beta.state.healthStatus = 200;
+  const agentP = await startAgent(relay, srv.token, { yaml, localHost: HOSTS[0] });
+  t.teardown(() => agentP.stop());
+  const agentQ = await startAgent(relay, srv.token, { yaml, localHost: HOSTS[1] });
+  t.teardown(() => agentQ.stop());
+  await eventually(async () => (await relay.api('GET', `/v1/servers/${srv.id}`)).body.data.agents_connected === 2, 5_000);
+  const m = await mapping();
+  const put = await relay.api('PUT', `/v1/servers/${srv.id}/proxy/ports/${m.id}`, { health_check: { enabled: true, path: '/health', interval_seconds: 1, timeout_seconds: 1, retries: 1 } });
+  t.equal(put.status, 200);
+  await eventually(async () => (await mapping()).health_status === 'healthy', 10_000, 100);
+  // One held raw connection per agent (round-robin), so P keeps draining after SIGTERM.
+  const held: net.Socket[] = [];
+  t.teardown(() => held.forEach((s) => s.destroy()));
+  for (let i = 0; i < 2; i++) {
+    const s = net.connect({ host: '127.0.0.1', port: m.external_port });
+    s.on('error', () => undefined);
+    await new Promise((r) => s.once('connect', r));
+    held.push(s);
+  }
+  await eventually(async () => (await relay.api('GET', `/v1/servers/${srv.id}`)).body.data.open_streams === 2, 5_000);
+  // P's check fails: the view shows P's result (it is the primary); Q's still passes.
+  alpha.state.healthStatus = 500;
+  await eventually(async () => (await mapping()).health_status === 'unhealthy', 10_000, 100);
+  // Q reports unchanged results only every 5 s: a view that waited for Q's next report would
+  // stay "unhealthy" for up to 5 s after P began draining.
+  agentP.child.kill('SIGTERM');
+  const started = Date.now();
+  await eventually(async () => (await mapping()).health_status === 'healthy', 5_000, 25);
+  const took = Date.now() - started;
+  t.ok(took < 1_000, `the view showed Q's "healthy" ${took} ms after P was told to stop`);
+  t.equal(agentP.child.exitCode, null, 'P is still draining its held connection');
+  held.forEach((s) => s.destroy());
+});

@@ -2,7 +2,8 @@
 // token). New streams go round-robin over the usable sessions with the best
 // health for the mapping (healthy, then unknown, then unhealthy: a lone
 // session is used whatever its health); draining sessions get none;
-// 'offline' only when the last one leaves, 'replica-offline' for the others.
+// 'offline' only when the last one leaves, 'replica-offline' for the others;
+// 'replica-draining' when one stops taking new streams while another does.
 import t from 'tap';
 import { EventEmitter } from 'node:events';
 import { SessionRegistry } from '../../relay/sessions/registry.js';
@@ -95,6 +96,22 @@ t.test("closing: 'replica-offline' while others remain, 'offline' with the last"
   t.equal(r.size, 0);
   t.equal(r.sessions, 0);
   t.same(r.sessionsOf('s1'), []);
+});
+
+t.test("draining: 'replica-draining' while another takes new streams (the primary moves on), nothing for the last one", async (t) => {
+  const r = new SessionRegistry();
+  const events: string[] = [];
+  r.on('replica-draining', (s: FakeSession) => events.push(`replica-draining ${s.name} primary ${nameOf(r.primary('s1'))}`));
+  const a = fake('s1', 'a');
+  const b = fake('s1', 'b');
+  r.add(as(a));
+  r.add(as(b));
+  a.draining = true;
+  a.emit('draining');
+  t.same(events, ['replica-draining a primary b'], 'the listener already sees the next primary');
+  b.draining = true;
+  b.emit('draining');
+  t.same(events, ['replica-draining a primary b'], 'no usable peer left: no event (the server keeps its last view until it goes offline)');
 });
 
 t.test('a closed session that has not emitted close yet is never picked', async (t) => {
