@@ -25,9 +25,10 @@ import { download, upload, type ThroughputResult } from './load/throughput.js';
 import { pacedLatency } from './load/latency.js';
 import { connRate } from './load/connrate.js';
 import { nginxVersion, nginxWrkMissing, runWrkClose, startNginxOrigin } from './load/nginx-wrk.js';
-import { HOP_FLOOR, NATIVE_TLS, NODE_TLS, TUNNEL, hopFloorLine, judgeTargets, renderTable, tlsPipeLines, type Column, type Row } from './table.js';
+import { HOP_FLOOR, NATIVE_TLS, NODE_TLS, SEALED, TUNNEL, hopFloorLine, judgeTargets, renderTable, tlsPipeLines, type Column, type Row } from './table.js';
 import { nodeTlsPipe } from './peers/node-tls-pipe.js';
 import { socatTls } from './peers/socat-tls.js';
+import { sealedPipe } from './peers/sealed-pipe.js';
 import { runStreamMemory, streamMemoryTable } from './stream-memory.js';
 import { benchHttpsProxy } from './https-proxy.js';
 import { runUdpBench, udpTable } from './udp.js';
@@ -381,11 +382,12 @@ async function main(): Promise<void> {
   };
 
   // Single stream only: the TLS pipes — two Node processes (peers/node-tls-pipe.ts) and two socat
-  // processes with OpenSSL (peers/socat-tls.ts), TLS between them, no mux — interleaved with the
-  // others; their values sit in the rows under NODE_TLS / NATIVE_TLS (not columns).
+  // processes with OpenSSL (peers/socat-tls.ts), TLS between them, no mux — and the native loop
+  // sealing 64 KiB units (peers/sealed-pipe.ts), interleaved with the others; their values sit in
+  // the rows under NODE_TLS / NATIVE_TLS / SEALED (not columns).
   const refs: Live[] = [];
   if (live.some((l) => l.adapter.name === TUNNEL)) {
-    for (const [adapter, name] of [[nodeTlsPipe, NODE_TLS], [socatTls, NATIVE_TLS]] as const) {
+    for (const [adapter, name] of [[nodeTlsPipe, NODE_TLS], [socatTls, NATIVE_TLS], [sealedPipe, SEALED]] as const) {
       try {
         refs.push(await openTpRef({ ...adapter, name }, tp, haveIperf));
       } catch (e) {

@@ -39,6 +39,8 @@ export const HOP_FLOOR = 'hop-floor';
 export const NODE_TLS = 'node-tls';
 /** Single-stream-only reference, not a column: the same with two socat processes and OpenSSL (peers/socat-tls.ts). */
 export const NATIVE_TLS = 'socat-tls';
+/** Single-stream-only reference, not a column: a native loop sealing 64 KiB units, the proposed data path (peers/sealed-pipe.ts). */
+export const SEALED = 'sealed-pipe';
 
 function fmtNum(v: number): string {
   if (!Number.isFinite(v)) return '—';
@@ -161,17 +163,19 @@ export function hopFloorLine(rows: Row[]): string | null {
 
 /**
  * The single-stream rows read against the TLS pipes: what Node's own TLS
- * streams (NODE_TLS) and C code with OpenSSL (NATIVE_TLS) move through the
- * same two-process topology with no multiplexer, and Portico as a multiple
- * of each. One line per reference that was measured.
+ * streams (NODE_TLS), C code with OpenSSL (NATIVE_TLS) and a native loop
+ * sealing larger units (SEALED) move through the same two-process topology
+ * with no multiplexer, and Portico as a multiple of each. One line per
+ * reference that was measured.
  */
 export function tlsPipeLines(rows: Row[]): string[] {
   const what: Record<string, string> = {
     [NODE_TLS]: 'Node TLS pipe: two Node processes joining TCP and TLS 1.3 sockets with stream.pipe (one TLS connection per stream, no mux)',
     [NATIVE_TLS]: 'socat TLS pipe: two socat processes with OpenSSL, 256 KiB buffers, TLS 1.2 AES-128-GCM (native code, no mux)',
+    [SEALED]: 'sealed-unit pipe: two native processes sealing 64 KiB AES-128-GCM units instead of 16 KiB TLS records (the proposed data path, no handshake, no mux)',
   };
   const lines: string[] = [];
-  for (const ref of [NODE_TLS, NATIVE_TLS]) {
+  for (const ref of [NODE_TLS, NATIVE_TLS, SEALED]) {
     const parts: string[] = [];
     for (const [key, dir] of [['tp1', 'client→service'], ['tp1r', 'service→client']] as const) {
       const row = rows.find((r) => r.key === key);

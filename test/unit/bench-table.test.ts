@@ -4,7 +4,7 @@
 // read against the Node and socat TLS pipes. These are what the issue's
 // acceptance reads, so a wrong sign or ratio here would mislead every run.
 import t from 'tap';
-import { HOP_FLOOR, NATIVE_TLS, NODE_TLS, hopFloorLine, judgeTargets, renderTable, tlsPipeLines, type Row } from '../bench/table.js';
+import { HOP_FLOOR, NATIVE_TLS, NODE_TLS, SEALED, hopFloorLine, judgeTargets, renderTable, tlsPipeLines, type Row } from '../bench/table.js';
 
 function row(key: string, kind: Row['kind'], values: Row['values']): Row {
   return { key, label: key, unit: kind === 'latency' ? 'µs' : 'MiB/s', kind, values, errors: {} };
@@ -54,18 +54,19 @@ t.test('the hop floor is not a column, and its line reads Portico against it', a
 });
 
 t.test('the TLS pipes are not columns, and their lines give Portico as a multiple of each', async (t) => {
-  const tp1 = row('tp1', 'rate', { direct: 3500, ssh: 600, 'ssh-aes': 900, portico: 840, [NODE_TLS]: 650, [NATIVE_TLS]: 750 });
+  const tp1 = row('tp1', 'rate', { direct: 3500, ssh: 600, 'ssh-aes': 900, portico: 840, [NODE_TLS]: 650, [NATIVE_TLS]: 750, [SEALED]: 1100 });
   const tp1r = row('tp1r', 'rate', { direct: 3600, portico: 700, [NODE_TLS]: 720 });
   const table = renderTable([tp1, tp1r], [
     { name: 'direct', label: 'direct' },
     { name: 'portico', label: 'Portico' },
   ]);
-  t.notMatch(table, /650|720|750/, 'the references stay out of the table');
+  t.notMatch(table, /650|720|750|1,100/, 'the references stay out of the table');
   judgeTargets([tp1]);
   t.equal(tp1.target?.detail, '1.40× ssh, 0.93× aes', 'the verdict ignores them');
-  const [node, native, ...rest] = tlsPipeLines([tp1, tp1r]);
+  const [node, native, sealed, ...rest] = tlsPipeLines([tp1, tp1r]);
   t.match(node ?? '', /^Node TLS pipe: .* client→service 650 MiB\/s \(Portico 1\.29× it\), service→client 720 MiB\/s \(Portico 0\.97× it\)$/);
   t.match(native ?? '', /^socat TLS pipe: .* client→service 750 MiB\/s \(Portico 1\.12× it\)$/, 'only the direction it was measured in');
+  t.match(sealed ?? '', /^sealed-unit pipe: .*64 KiB.* client→service 1,100 MiB\/s \(Portico 0\.76× it\)$/);
   t.same(rest, []);
   t.same(tlsPipeLines([row('tp1', 'rate', { direct: 3500, portico: 840 })]), [], 'not measured: no lines');
   t.match(tlsPipeLines([row('tp1', 'rate', { [NODE_TLS]: 650 })])[0] ?? '', /client→service 650 MiB\/s$/, 'no Portico value: the reference alone');
