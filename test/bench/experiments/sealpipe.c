@@ -9,132 +9,28 @@
  *   sealpipe front LISTEN_PORT BACK_HOST BACK_PORT UNIT_BYTES
  *   sealpipe back  LISTEN_PORT SERVICE_HOST SERVICE_PORT UNIT_BYTES
  *
- * Each side forks per connection; each direction is one thread: read up to
- * UNIT_BYTES, seal in place (4-byte length as AAD, 16-byte tag), one write().
+ * Each side forks per connection; each direction is one thread running
+ * seal-pump.h's loop: read up to UNIT_BYTES, seal in place (4-byte length
+ * as AAD, 16-byte tag), one write().
  * The key is fixed (no handshake: only the per-byte cost is measured), the
  * nonce is a per-direction counter. Listens on 127.0.0.1; dials only 127.x.
  *
  * Build: cc -O2 -pthread -o sealpipe sealpipe.c -lcrypto
  */
-#include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#define TAG 16
-#define HDR 4
+#include "seal-pump.h"
 
 static size_t unit;
-static const unsigned char KEY[16] = "sealpipe-key-123";
 
 static void die(const char *what) {
   perror(what);
   _exit(1);
-}
-
-static int write_all(int fd, const unsigned char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-static int read_all(int fd, unsigned char *p, size_t n) {
-  while (n > 0) {
-    ssize_t r = read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    p += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
-static void nonce(unsigned char iv[12], uint32_t dir, uint64_t n) {
-  memcpy(iv, &dir, 4);
-  memcpy(iv + 4, &n, 8);
-}
-
-struct pump {
-  int in, out;
-  int seal; /* 1: plain in, sealed out; 0: sealed in, plain out */
-  uint32_t dir;
-  uint64_t bytes; /* plaintext moved */
-};
-
-static void *run(void *arg) {
-  struct pump *p = arg;
-  unsigned char *buf = malloc(HDR + unit + TAG);
-  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-  unsigned char iv[12];
-  uint64_t n = 0;
-  int len;
-  if (!buf || !ctx) die("alloc");
-  if (p->seal) {
-    if (!EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), NULL, KEY, NULL)) die("init");
-    for (;;) {
-      ssize_t r = read(p->in, buf + HDR, unit);
-      if (r < 0 && errno == EINTR) continue;
-      uint32_t l = r > 0 ? (uint32_t)r : 0;
-      uint32_t be = htonl(l);
-      memcpy(buf, &be, HDR);
-      if (l == 0) { /* end of input: an empty unit tells the other side */
-        write_all(p->out, buf, HDR);
-        break;
-      }
-      nonce(iv, p->dir, n++);
-      EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv);
-      EVP_EncryptUpdate(ctx, NULL, &len, buf, HDR);
-      EVP_EncryptUpdate(ctx, buf + HDR, &len, buf + HDR, (int)l);
-      EVP_EncryptFinal_ex(ctx, buf + HDR + l, &len);
-      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG, buf + HDR + l);
-      if (write_all(p->out, buf, HDR + l + TAG) < 0) break;
-      p->bytes += l;
-    }
-    shutdown(p->out, SHUT_WR);
-  } else {
-    if (!EVP_DecryptInit_ex(ctx, EVP_aes_128_gcm(), NULL, KEY, NULL)) die("init");
-    for (;;) {
-      uint32_t be, l;
-      if (read_all(p->in, buf, HDR) < 0) break;
-      memcpy(&be, buf, HDR);
-      l = ntohl(be);
-      if (l == 0) break;
-      if (l > unit || read_all(p->in, buf + HDR, l + TAG) < 0) break;
-      nonce(iv, p->dir, n++);
-      EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, iv);
-      EVP_DecryptUpdate(ctx, NULL, &len, buf, HDR);
-      EVP_DecryptUpdate(ctx, buf + HDR, &len, buf + HDR, (int)l);
-      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG, buf + HDR + l);
-      if (EVP_DecryptFinal_ex(ctx, buf + HDR + l, &len) <= 0) {
-        fprintf(stderr, "sealpipe: bad tag\n");
-        break;
-      }
-      if (write_all(p->out, buf + HDR, l) < 0) break;
-      p->bytes += l;
-    }
-    shutdown(p->out, SHUT_WR);
-  }
-  EVP_CIPHER_CTX_free(ctx);
-  free(buf);
-  return NULL;
 }
 
 static struct in_addr next_host;
@@ -181,10 +77,10 @@ int main(int argc, char **argv) {
       setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       int o = dial(next);
       /* front: c is plain (client), o is sealed (back). back: c is sealed (front), o is plain (service). */
-      struct pump up = {c, o, front, 1, 0}, down = {o, c, !front, 2, 0};
+      struct pump up = {c, o, front, 1, unit, 0, 0}, down = {o, c, !front, 2, unit, 0, 0};
       pthread_t t1, t2;
-      pthread_create(&t1, NULL, run, &up);
-      pthread_create(&t2, NULL, run, &down);
+      pthread_create(&t1, NULL, seal_pump_run, &up);
+      pthread_create(&t2, NULL, seal_pump_run, &down);
       pthread_join(t1, NULL);
       pthread_join(t2, NULL);
       /* One line per connection: what it moved and the CPU it took (all threads). */
