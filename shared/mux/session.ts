@@ -12,6 +12,7 @@ import {
   GoAwayCode,
   HEADER_LENGTH,
   INITIAL_STREAM_WINDOW,
+  MAX_DATA_FRAME,
   MAX_STREAM_ID,
   MAX_WINDOW,
   SMALL_PAYLOAD,
@@ -57,6 +58,14 @@ const SLAB_SIZE = 64 * 1024;
 const GOAWAY_GRACE_MS = 1000;
 /** Default sendBudget. */
 const DEFAULT_SEND_BUDGET = 512 * 1024;
+/**
+ * Control frames (pongs, resets, window updates) queued beyond the data a
+ * session may hold unsent (sendBudget + one data frame). Data waits for
+ * 'drain', control frames do not; only a peer that keeps asking for replies
+ * (pings, SYNs past the limit) while it reads nothing gets here, and it is
+ * disconnected instead of growing our memory without bound.
+ */
+export const CONTROL_BACKLOG_LIMIT = 256 * 1024;
 
 function noop(): void {}
 
@@ -95,6 +104,9 @@ export class Session extends EventEmitter {
   /** @internal The socket holds sendBudget bytes or more; data waits for 'drain'. */
   _writeBlocked = false;
   private readonly sendBudget: number;
+  /** Unsent bytes beyond which the peer is taken for one that does not read (see CONTROL_BACKLOG_LIMIT). */
+  private readonly outputLimit: number;
+  private overflowing = false;
   private drainWaiters: MuxStream[] = [];
 
   private nextPingId = 1;
@@ -179,6 +191,7 @@ export class Session extends EventEmitter {
     this.keepaliveTimeout = opts.keepaliveTimeout ?? DEFAULT_KEEPALIVE_TIMEOUT;
     this.maxStreams = opts.maxStreams ?? DEFAULT_MAX_STREAMS;
     this.sendBudget = opts.sendBudget ?? DEFAULT_SEND_BUDGET;
+    this.outputLimit = this.sendBudget + MAX_DATA_FRAME + HEADER_LENGTH + CONTROL_BACKLOG_LIMIT;
     this.onStream = opts.onStream;
     const first = opts.firstStreamId ?? (opts.isClient ? 1 : 2);
     if (first < 1 || (first & 1) !== (opts.isClient ? 1 : 0)) {
@@ -408,7 +421,15 @@ export class Session extends EventEmitter {
     }
     // write() returning false only means "above 16 KiB"; block data at our own budget.
     // ('drain' still comes: a write that crossed the budget also returned false.)
-    if (!ok && socket.writableLength >= this.sendBudget) this._writeBlocked = true;
+    if (!ok && socket.writableLength >= this.sendBudget) {
+      this._writeBlocked = true;
+      if (socket.writableLength > this.outputLimit && !this.overflowing) {
+        // Not from inside the write path (a stream may be mid-flush): on the next tick.
+        this.overflowing = true;
+        const queued = socket.writableLength;
+        process.nextTick(() => this.destroy(new PorticoError('PROTOCOL_ERROR', `yamux peer does not read: ${queued} bytes queued for it (limit ${this.outputLimit})`)));
+      }
+    }
   }
 
   private drain(): void {

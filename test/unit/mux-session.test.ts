@@ -508,3 +508,24 @@ t.test('probe: a pong or any other frame within the timeout is alive; silence or
   client.destroy();
   t.equal(await client.probe(300), false, 'a closed session is not alive');
 });
+
+t.test('a peer that floods pings and never reads is disconnected once the pongs queued for it pass the limit', async (t) => {
+  const [cs, raw] = await socketPair(t);
+  const session = new Session(cs, { isClient: true, keepaliveInterval: 0, sendBudget: 64 * 1024 });
+  t.teardown(() => session.destroy());
+  raw.pause(); // never reads: the kernel buffers fill, then the session's own queue grows
+  raw.on('error', () => undefined);
+  const closed = once(session, 'close') as Promise<[Error | undefined]>;
+  const pings = Buffer.concat(Array.from({ length: 4096 }, (_, i) => encodeFrameHeader({ type: FrameType.Ping, flags: Flag.SYN, streamId: 0, length: i + 1 })));
+  let sent = 0;
+  const deadline = Date.now() + 20_000;
+  while (!session.closed && sent < 32 * 1024 * 1024 && Date.now() < deadline) {
+    if (!raw.write(pings)) await Promise.race([once(raw, 'drain'), new Promise((r) => setTimeout(r, 50))]);
+    sent += pings.length;
+    await new Promise((r) => setImmediate(r));
+  }
+  const [err] = await closed;
+  t.ok(session.closed, `the session ended after ${(sent / 1024 / 1024).toFixed(1)} MiB of pings`);
+  t.match(err, { code: 'PROTOCOL_ERROR', message: /yamux peer does not read: \d+ bytes queued for it \(limit \d+\)/ });
+  t.ok(cs.destroyed, 'its socket is destroyed at once (nothing more is queued for it)');
+});
