@@ -12,6 +12,13 @@ import { EnvelopeCodec, envelopeKind, type Envelope, type EnvelopeBody, type Env
 export type ControlHandler = (env: Envelope) => EnvelopeBody | void | Promise<EnvelopeBody | void>;
 export type ControlHandlers = Partial<Record<EnvelopeKind, ControlHandler>>;
 
+/**
+ * Control messages we may have queued that the peer has not read (its
+ * stream window is full). A peer that keeps sending requests but reads no
+ * replies is disconnected at this point instead of growing our memory.
+ */
+export const CONTROL_OUTPUT_LIMIT = 4 * 1024 * 1024;
+
 interface Pending {
   resolve: (env: Envelope) => void;
   reject: (err: Error) => void;
@@ -104,6 +111,8 @@ export class ControlChannel extends EventEmitter {
   private write(env: Envelope): void {
     if (this.closedErr || this.stream.destroyed || this.stream.writableEnded) return;
     this.stream.write(encodeFrame(EnvelopeCodec.encode(env)));
+    const queued = this.stream.writableLength;
+    if (queued > CONTROL_OUTPUT_LIMIT) this.fail(new PorticoError('PROTOCOL_ERROR', `the peer does not read the control stream: ${queued} bytes of messages wait for it (limit ${CONTROL_OUTPUT_LIMIT})`));
   }
 
   private onData(chunk: Buffer): void {

@@ -67,3 +67,29 @@ t.test('malformed bytes on the control stream close only that channel with PROTO
   t.equal((err as PorticoError).code, 'PROTOCOL_ERROR');
   t.equal(errorCodeToWire('PROTOCOL_ERROR'), 13, 'wire number as in the proto enum');
 });
+
+t.test('a peer that sends requests but never reads the replies is disconnected at CONTROL_OUTPUT_LIMIT, not buffered without bound', async (t) => {
+  const { client, accepted } = await pair(t);
+  const cs = client.open();
+  cs.pause(); // the hostile side reads nothing (its stream window fills, then the relay's replies queue)
+  const reset = new Promise<Error>((r) => cs.once('error', r));
+  const first = encodeFrame(EnvelopeCodec.encode({ id: 1, replyTo: 0, mappingsUpdate: { mappings: [] } }));
+  cs.write(first);
+  const ss = await accepted;
+  const relay = new ControlChannel(ss, 2000);
+  const closed = new Promise<Error>((r) => relay.once('close', r));
+  // Requests the relay has no handler for (each answered with a PROTOCOL_ERROR "unexpected message"): bounded count and time.
+  const batch = Buffer.concat(Array.from({ length: 1000 }, (_, i) => encodeFrame(EnvelopeCodec.encode({ id: i + 2, replyTo: 0, mappingsUpdate: { mappings: [] } }))));
+  let sent = 0;
+  const deadline = Date.now() + 20_000;
+  while (!relay.closed && sent < 2_000_000 && Date.now() < deadline) {
+    if (!cs.write(batch)) await new Promise((r) => setTimeout(r, 1));
+    sent += 1000;
+    if (sent % 20_000 === 0) await new Promise((r) => setImmediate(r));
+  }
+  const err = await Promise.race([closed, new Promise<null>((r) => setTimeout(() => r(null), 5_000))]);
+  t.ok(err, `the channel closed (after ${sent} requests)`);
+  t.match(err, { code: 'PROTOCOL_ERROR', message: /does not read the control stream: \d+ bytes .*limit 4194304/ });
+  t.ok(ss.destroyed, 'its stream is destroyed (the replies queued for it are freed)');
+  t.match(await reset, { message: /reset by peer/ }, 'the hostile side sees its control stream reset');
+});
