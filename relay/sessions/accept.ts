@@ -147,7 +147,7 @@ export function acceptAgent(conn: Duplex, peer: PeerInfo, deps: AcceptDeps): voi
         const server = (await deps.store.getServer(authed.id)) ?? authed;
         const mappings = resolveMappings(server, await deps.store.listMappings(server.id));
         stillWanted();
-        const localHost = hello.localHost || '127.0.0.1';
+        const localHost = clip(hello.localHost, 255) || '127.0.0.1';
         const channel = new ControlChannel(stream);
         const session = new AgentSession({
           id: randomUUID(),
@@ -156,8 +156,8 @@ export function acceptAgent(conn: Duplex, peer: PeerInfo, deps: AcceptDeps): voi
           mux,
           control: channel,
           peer,
-          agentVersion: hello.agentVersion || 'unknown',
-          hostname: hello.hostname || '',
+          agentVersion: clip(hello.agentVersion) || 'unknown',
+          hostname: clip(hello.hostname),
           localHost,
           canLoop: isLocalAddress(peer.remoteAddress) && bindCovers(config.ports.bind, localHost),
           logger: log.child({ server: server.id }),
@@ -208,4 +208,9 @@ async function authenticate(hello: Hello, store: Store): Promise<ServerRecord> {
   const ok = verifySecret(parsed?.secret ?? 'x', server?.tokenHash ?? '0'.repeat(64));
   if (!parsed || !server || !ok) throw new PorticoError('UNAUTHORIZED', 'agent token rejected (unknown server, rotated or mistyped token)');
   return server;
+}
+
+/** What an agent says about itself (version, hostname, local_host) is shown and logged: at most `max` characters of it. */
+function clip(s: string | undefined, max = 128): string {
+  return (s ?? '').slice(0, max);
 }

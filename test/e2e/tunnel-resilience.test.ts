@@ -3,9 +3,15 @@ import t from 'tap';
 import net from 'node:net';
 import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { readFileSync, rmSync } from 'node:fs';
 import { createServer, eventually, startAgent, startRelay, TARGET_HOST, type RelayHandle } from '../helpers/cluster.js';
 import { exchange, refused, startEcho } from '../helpers/targets.js';
+import { rss } from '../helpers/proc-mem.js';
+import { encodeFrameHeader, Flag, FrameType, Session } from '../../shared/mux/index.js';
+import { encodeFrame } from '../../shared/framing/length-prefixed.js';
+import { readFrame } from '../../shared/framing/read-frame.js';
+import { EnvelopeCodec } from '../../proto/index.js';
 
 const MiB = 1024 * 1024;
 
@@ -93,6 +99,59 @@ t.test('tokens and isolation', async (t) => {
     const ok = await exchange('127.0.0.1', a.ports[0]!, MiB);
     t.equal(ok.receivedSha, ok.sentSha, 'the connected agent was not affected');
     t.equal(agentA.out.lines.filter((l) => l.startsWith('connected to')).length, 1, 'and never had to reconnect');
+  });
+
+  await t.test('a peer that floods pings and reads nothing (no token needed) is disconnected; relay memory stays bounded, the connected agent unaffected', async (t) => {
+    const agentA = await startAgent(relay, a.token);
+    t.teardown(() => agentA.stop());
+    const [host, port] = relay.tunnelAddr.split(':') as [string, string];
+    const before = rss(relay.child.pid!);
+    let peak = before;
+    const pings = Buffer.concat(Array.from({ length: 4096 }, (_, i) => encodeFrameHeader({ type: FrameType.Ping, flags: Flag.SYN, streamId: 0, length: i + 1 })));
+    let sent = 0;
+    const outcome = await new Promise<string>((resolve) => {
+      const s = tls.connect({ host, port: Number(port), ca: readFileSync(relay.caPath), servername: 'localhost' });
+      s.pause(); // never reads: the relay's pongs can only pile up
+      s.on('error', () => undefined);
+      s.on('close', () => resolve('closed'));
+      const deadline = Date.now() + 20_000;
+      const pump = (): void => {
+        peak = Math.max(peak, rss(relay.child.pid!));
+        // Bounded: 256 MiB of pings or 20 s, whichever first.
+        if (s.destroyed || sent >= 256 * MiB || Date.now() > deadline) {
+          if (!s.destroyed) resolve('still open');
+          return;
+        }
+        sent += pings.length;
+        if (s.write(pings)) setImmediate(pump);
+        else s.once('drain', pump);
+      };
+      s.once('secureConnect', pump);
+    });
+    t.equal(outcome, 'closed', `the relay closed the flooding connection (after ${(sent / MiB).toFixed(1)} MiB of pings)`);
+    t.ok(peak - before < 64 * MiB, `relay RSS grew ${((peak - before) / MiB).toFixed(1)} MiB (< 64 MiB)`);
+    const ok = await exchange('127.0.0.1', a.ports[0]!, MiB);
+    t.equal(ok.receivedSha, ok.sentSha, 'the connected agent was not affected');
+    t.equal(agentA.out.lines.filter((l) => l.startsWith('connected to')).length, 1, 'and never had to reconnect');
+  });
+
+  await t.test("an agent's self-description (version, hostname) is clipped to 128 characters in the API and the log", async (t) => {
+    const [host, port] = relay.tunnelAddr.split(':') as [string, string];
+    const sock = tls.connect({ host, port: Number(port), ca: readFileSync(relay.caPath), servername: 'localhost' });
+    await once(sock, 'secureConnect');
+    const mux = new Session(sock, { isClient: true });
+    t.teardown(() => mux.destroy());
+    const control = mux.open();
+    const big = 'v'.repeat(100_000);
+    control.write(encodeFrame(EnvelopeCodec.encode({ id: 1, replyTo: 0, hello: { maxVersion: 1, minVersion: 1, token: b.token, agentVersion: big, hostname: `h${big}`, localHost: '127.0.0.2', mappings: [] } })));
+    const welcome = EnvelopeCodec.decode(await readFrame(control, 10_000));
+    t.ok('welcome' in welcome, 'the agent is welcomed');
+    const view = await relay.api('GET', `/v1/servers/${b.id}`);
+    t.equal(view.body.data.agent_version, 'v'.repeat(128), 'agent_version: the first 128 characters');
+    const mine = () => readFileSync(relay.logFile, 'utf8').split('\n').find((l) => l.includes('agent online') && l.includes(`"agentVersion":"${'v'.repeat(128)}"`));
+    await eventually(() => mine() !== undefined, 5_000);
+    const line = mine()!;
+    t.ok(line.length < 2_000 && !line.includes('v'.repeat(129)), `its "agent online" log line stays short (${line.length} characters)`);
   });
 });
 
