@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { startCluster, TARGET_HOST, type Cluster } from '../helpers/cluster.js';
 import { bindUdp, closeUdp, request, startUdpTarget } from '../helpers/udp.js';
 import { rss } from '../helpers/proc-mem.js';
+import { udpSockets } from '../bench/udp-probe.js';
 
 const MiB = 1024 * 1024;
 const FLOWS = 4;
@@ -113,5 +114,15 @@ t.test('agent frozen under a flood: relay memory bounded, oldest dropped and cou
   t.ok(relayDrops > relayIn / 2, `the relay dropped most of what it received while the agent was frozen (${relayDrops} of ${relayIn}; ${offered} offered)`);
   t.ok(delivered < offered, 'fewer delivered than offered: queues did not grow to hold the flood');
   t.ok(growth < 64 * MiB, `relay RSS grew by less than 64 MiB (+${(growth / MiB).toFixed(1)} MiB) while ${((offered * SIZE) / MiB).toFixed(0)} MiB were offered`);
-  for (let f = 0; f < FLOWS; f++) t.equal(lastSeen[f], sent[f]! - 1, `flow ${f}: the newest datagram (#${sent[f]! - 1}) arrived — drop-oldest, not tail drop`);
+  // The newest datagrams come at the end of the backlog the agent delivers on SIGCONT: they prove
+  // drop-oldest only if the app's own socket (the test's, 4 MiB asked, capped by net.core.rmem_max)
+  // held the whole burst. If the kernel dropped there, the check says nothing about the relay.
+  const appSockets = udpSockets().filter((r) => r.local === `${TARGET_HOST}:${port}`);
+  t.equal(appSockets.length, 1, "the app's socket is found in /proc/net/udp");
+  const appDrops = appSockets.reduce((a, r) => a + r.drops, 0);
+  t.comment(`app socket: receive buffer ${target.socket.getRecvBufferSize()} bytes, kernel drops ${appDrops}`);
+  for (let f = 0; f < FLOWS; f++) {
+    if (appDrops === 0) t.equal(lastSeen[f], sent[f]! - 1, `flow ${f}: the newest datagram (#${sent[f]! - 1}) arrived — drop-oldest, not tail drop`);
+    else t.comment(`flow ${f}: newest seen #${lastSeen[f]} of ${sent[f]! - 1} — not judged: the app's socket dropped ${appDrops} of the burst`);
+  }
 });
