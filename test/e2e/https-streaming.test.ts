@@ -216,10 +216,10 @@ t.test('SSE and NDJSON: each event arrives when it is sent', async (t) => {
     const { at } = await eventTimes(path, { accept }, sep);
     t.equal(at.length, 6, `${name}: 6 events`);
     const gaps = at.slice(1).map((v, i) => v - at[i]!);
-    t.ok(
-      gaps.every((g) => g > 120 && g < 450),
-      `${name}: events ~200 ms apart, not batched (gaps ${gaps.join(', ')} ms)`,
-    );
+    // Batching shows as events arriving together (gaps near 0, a short span). One event held up
+    // by a loaded machine makes one long gap and one short one, so one short gap is tolerated.
+    t.ok(at[5]! - at[0]! >= 700, `${name}: the events span ${at[5]! - at[0]!} ms (sent over 1,000 ms), not batched`);
+    t.ok(gaps.filter((g) => g > 100).length >= 4, `${name}: events ~200 ms apart (gaps ${gaps.join(', ')} ms)`);
   }
 });
 
