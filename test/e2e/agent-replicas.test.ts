@@ -204,12 +204,12 @@ t.test("the API's health view follows the oldest agent that takes new streams: w
   alpha.state.healthStatus = 500;
   await eventually(async () => (await mapping()).health_status === 'unhealthy', 10_000, 100);
   // Q reports unchanged results only every 5 s: a view that waited for Q's next report would
-  // stay "unhealthy" for up to 5 s after P began draining.
+  // stay "unhealthy" for up to 5 s after P began draining (P itself stops within 2 s of SIGTERM).
   agentP.child.kill('SIGTERM');
   const started = Date.now();
   await eventually(async () => (await mapping()).health_status === 'healthy', 5_000, 25);
   const took = Date.now() - started;
-  t.ok(took < 1_000, `the view showed Q's "healthy" ${took} ms after P was told to stop`);
+  t.ok(took < 1_500, `the view showed Q's "healthy" ${took} ms after P was told to stop`);
   t.equal(agentP.child.exitCode, null, 'P is still draining its held connection');
   held.forEach((s) => s.destroy());
 });

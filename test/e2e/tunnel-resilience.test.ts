@@ -167,10 +167,11 @@ t.test('loop guard: identity forwarding back into the relay is refused, not mult
   });
   const port = server.ports[5]!;
   t.ok(await refused('127.0.0.1', port, 5000), 'the client sees the connection closed');
+  const loops = () => readFileSync(relay.logFile, 'utf8').split('\n').filter((l) => l.includes('LOOP_DETECTED')).length;
+  // The log reaches its file through a pipe: wait for the first refusal, then give a snowball time to show.
+  await eventually(() => loops() >= 1, 5_000);
   await new Promise((r) => setTimeout(r, 500));
-  const log = readFileSync(relay.logFile, 'utf8');
-  const loops = log.split('\n').filter((l) => l.includes('LOOP_DETECTED')).length;
-  t.equal(loops, 1, 'exactly one loop refused for one client connection (no snowball)');
+  t.equal(loops(), 1, 'exactly one loop refused for one client connection (no snowball)');
   const status = await relay.api('GET', `/v1/servers/${server.id}`);
   t.equal(status.body.data.online, true, 'the agent stays online');
 });
