@@ -21,8 +21,8 @@ export class LoopGuard {
   /** Connections refused as loops (for stats and tests). */
   refused = 0;
 
-  /** Registers an open whose agent could reach this relay's listeners. */
-  track(internalPort: number, opened: Promise<OpenResult>, onClosed: (fn: () => void) => void): void {
+  /** Registers an open whose agent could reach this relay's listeners; its endpoint is forgotten when `stream` closes. */
+  track(internalPort: number, opened: Promise<OpenResult>, stream: { readonly closed: boolean; once(event: 'close', fn: () => void): unknown }): void {
     let set = this.pending.get(internalPort);
     if (!set) this.pending.set(internalPort, (set = new Set()));
     const settled = opened.then(
@@ -34,9 +34,11 @@ export class LoopGuard {
       set!.delete(settled);
       if (set!.size === 0) this.pending.delete(internalPort);
       if (r?.ok && r.localPort) {
+        // The stream may have closed before this ran: then there is nothing to remember.
+        if (stream.closed) return;
         const key = `${normalizeAddress(r.localAddress)}:${r.localPort}`;
         this.endpoints.add(key);
-        onClosed(() => this.endpoints.delete(key));
+        stream.once('close', () => this.endpoints.delete(key));
       }
     });
   }

@@ -165,7 +165,7 @@ class TcpPublisher implements PortPublisher {
       return;
     }
     const { stream } = opened;
-    if (dest.session.canLoop) loopGuard.track(dest.mapping.internalPort, opened.opened, (fn) => stream.once('close', fn));
+    if (dest.session.canLoop) loopGuard.track(dest.mapping.internalPort, opened.opened, stream);
     const ready = opened.opened.then((r) => {
       if (r.ok) return true;
       const code = errorCodeFromWire(r.code ?? 0);

@@ -323,7 +323,7 @@ export class UdpPublisher implements PortPublisher {
     stream.once('close', () => {
       if (flow.stream === stream) this.closeFlow(flow, 'stream closed');
     });
-    if (session.canLoop) this.loopGuard.track(mapping.internalPort, opened.opened, (fn) => stream.once('close', fn));
+    if (session.canLoop) this.loopGuard.track(mapping.internalPort, opened.opened, stream);
     // The first datagrams go out right behind the header (no round trip before a DNS query leaves).
     flow.writer.attach(stream);
     let result;
