@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { RelayConfig } from '../shared/config/types.js';
 import type { Logger } from '../shared/logging.js';
-import { PorticoError } from '../shared/errors.js';
+import { PorticoError, isPorticoError } from '../shared/errors.js';
 import { VERSION } from '../shared/version.js';
 import { tlsServerTransport } from '../shared/transport/tls.js';
 import type { PeerInfo, TransportListener } from '../shared/transport/transport.js';
@@ -59,6 +59,8 @@ export class Relay implements RelayHooks {
   /** The HTTPS web proxy and its plain-HTTP redirect. */
   web: WebProxy | null = null;
   private accepting = true;
+  /** Tunnel connections closed at accept by tunnel.max_pending_per_ip. */
+  private pendingRefused = 0;
   private readonly pendingPorts = new Map<number, number>();
   /** The agent.yaml mappings each server's connected agents declared (relay/sessions/accept.ts). */
   private readonly declarations = new Map<string, { key: string; rejected: ErrorMsg[] }>();
@@ -125,9 +127,15 @@ export class Relay implements RelayHooks {
   private async listen(): Promise<void> {
     const { config, logger } = this;
     this.tunnel = await tlsServerTransport.listen(
-      { host: config.tunnel.listen.host, port: config.tunnel.listen.port, cert: this.tls.cert, key: this.tls.key, handshakeTimeout: config.tunnel.handshakeTimeout },
+      { host: config.tunnel.listen.host, port: config.tunnel.listen.port, cert: this.tls.cert, key: this.tls.key, handshakeTimeout: config.tunnel.handshakeTimeout, maxPendingPerIp: config.tunnel.maxPendingPerIp },
       this.onAgentConnection,
-      (err, peer) => logger.debug({ peer: peer ? `${peer.remoteAddress}:${peer.remotePort}` : undefined, err: err.message }, 'tunnel connection failed before a session'),
+      (err, peer) => {
+        const fields = { peer: peer ? `${peer.remoteAddress}:${peer.remotePort}` : undefined, err: err.message };
+        // Refusals of a flood are counted and told now and then, not logged one by one.
+        if (isPorticoError(err) && err.code === 'RATE_LIMITED') {
+          if (this.pendingRefused++ % 1000 === 0) logger.warn({ ...fields, refused: this.pendingRefused }, 'tunnel.max_pending_per_ip reached; closing connections from that address');
+        } else logger.debug(fields, 'tunnel connection failed before a session');
+      },
     );
     // The WebSocket fallback (wss://<relay>/_tunnel) rides on the HTTPS listener, for any host that is not an app's.
     this.wsTunnel = tunnelUpgradeHandler(this.onAgentConnection, (host) => this.web?.router.lookup(host) !== undefined || this.obs.replicas.lookupHost(host) !== undefined);

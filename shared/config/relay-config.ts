@@ -40,6 +40,7 @@ export const RELAY_CONFIG_SHAPE = {
     keepalive_interval: LEAF,
     keepalive_timeout: LEAF,
     handshake_timeout: LEAF,
+    max_pending_per_ip: LEAF,
   },
   ports: { bind: LEAF, range: LEAF, per_server: LEAF, reserved: LEAF },
   mappings: { max_per_server: LEAF, reserved_internal_ports: LEAF },
@@ -72,6 +73,7 @@ export const RELAY_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze({
   'tunnel.keepalive_interval': '10s',
   'tunnel.keepalive_timeout': '30s',
   'tunnel.handshake_timeout': '10s',
+  'tunnel.max_pending_per_ip': 64,
   'ports.bind': '0.0.0.0',
   'ports.range': '20000-39999',
   'ports.per_server': 20,
@@ -210,6 +212,7 @@ export function loadRelayConfig(opts: LoadRelayConfigOptions): RelayConfig {
     keepaliveInterval: duration('tunnel.keepalive_interval'),
     keepaliveTimeout: duration('tunnel.keepalive_timeout'),
     handshakeTimeout: duration('tunnel.handshake_timeout'),
+    maxPendingPerIp: val('tunnel.max_pending_per_ip', (v) => parseInteger(v, { min: 1, max: 1_000_000 })),
   };
   const ports = {
     bind: val('ports.bind', parseHost),

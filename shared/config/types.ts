@@ -29,6 +29,8 @@ export interface RelayConfig {
     keepaliveTimeout: number;
     /** Agent must send its hello within this long (ms). */
     handshakeTimeout: number;
+    /** TCP connections from one IP address still in the TLS handshake at once; more are closed at accept. */
+    maxPendingPerIp: number;
   };
   ports: {
     bind: string;

@@ -2,6 +2,7 @@
 import tls from 'node:tls';
 import net from 'node:net';
 import { PorticoError } from '../errors.js';
+import { normalizeAddress } from '../util/net.js';
 import type { ClientTransport, DialOptions, ListenOptions, PeerInfo, ServerTransport, TransportListener } from './transport.js';
 
 const SOCKET_KEEPALIVE_MS = 30_000;
@@ -36,7 +37,16 @@ export const tlsServerTransport: ServerTransport = {
       // The mux does its own half-close; keep the TCP side simple.
       allowHalfOpen: false,
     });
+    const pending = opts.maxPendingPerIp ? new PendingHandshakes(opts.maxPendingPerIp) : null;
+    if (pending) {
+      server.on('connection', (raw: net.Socket) => {
+        if (pending.admit(raw)) return;
+        raw.destroy();
+        onError(new PorticoError('RATE_LIMITED', `more than ${opts.maxPendingPerIp} connections from ${raw.remoteAddress ?? '?'} in the TLS handshake at once; closed`), { remoteAddress: raw.remoteAddress ?? '', remotePort: raw.remotePort ?? 0, transport: 'tls' });
+      });
+    }
     server.on('secureConnection', (socket: tls.TLSSocket) => {
+      pending?.done(socket.remoteAddress, socket.remotePort);
       socket.setNoDelay(true);
       socket.setKeepAlive(true, SOCKET_KEEPALIVE_MS);
       const peer: PeerInfo = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, transport: 'tls' };
@@ -61,6 +71,39 @@ export const tlsServerTransport: ServerTransport = {
     });
   },
 };
+
+/**
+ * Connections per IP address that have not finished the TLS handshake. A
+ * TLS socket and the TCP socket under it share the peer's address and port,
+ * which is how the handshake's end finds its entry.
+ */
+class PendingHandshakes {
+  private readonly byIp = new Map<string, number>();
+  private readonly open = new Map<string, string>();
+  constructor(private readonly cap: number) {}
+
+  /** Counts a new TCP connection; false when its address already has `cap` in the handshake. */
+  admit(raw: net.Socket): boolean {
+    const ip = normalizeAddress(raw.remoteAddress);
+    const n = this.byIp.get(ip) ?? 0;
+    if (n >= this.cap) return false;
+    const key = `${raw.remoteAddress}|${raw.remotePort}`;
+    this.byIp.set(ip, n + 1);
+    this.open.set(key, ip);
+    raw.once('close', () => this.done(raw.remoteAddress, raw.remotePort, key));
+    return true;
+  }
+
+  /** The handshake finished (or the connection closed): no longer pending. */
+  done(address: string | undefined, port: number | undefined, key = `${address}|${port}`): void {
+    const ip = this.open.get(key);
+    if (ip === undefined) return;
+    this.open.delete(key);
+    const left = (this.byIp.get(ip) ?? 1) - 1;
+    if (left <= 0) this.byIp.delete(ip);
+    else this.byIp.set(ip, left);
+  }
+}
 
 const contexts = new WeakMap<string[], tls.SecureContext>();
 

@@ -27,6 +27,8 @@ export interface ListenOptions {
   key: string | Buffer;
   /** Max time for the TLS handshake (ms). */
   handshakeTimeout: number;
+  /** Connections from one IP address still in the TLS handshake at once; more are closed at accept (default: no cap). */
+  maxPendingPerIp?: number;
 }
 
 export interface DialOptions {

@@ -135,6 +135,40 @@ t.test('tokens and isolation', async (t) => {
     t.equal(agentA.out.lines.filter((l) => l.startsWith('connected to')).length, 1, 'and never had to reconnect');
   });
 
+  await t.test('tunnel.max_pending_per_ip: one address holds at most 64 connections in the TLS handshake; others connect; a closed one frees its slot', async (t) => {
+    const [host, port] = relay.tunnelAddr.split(':') as [string, string];
+    const open = (localAddress: string) =>
+      new Promise<{ sock: net.Socket; closedWithin: (ms: number) => Promise<boolean> }>((resolve) => {
+        const sock = net.connect({ host, port: Number(port), localAddress }, () => resolve({ sock, closedWithin }));
+        sock.on('error', () => undefined);
+        sock.resume();
+        const closed = new Promise<void>((r) => sock.once('close', () => r()));
+        const closedWithin = (ms: number) => Promise.race([closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+      });
+    const held: net.Socket[] = [];
+    t.teardown(() => held.forEach((s) => s.destroy()));
+    const conns = [];
+    for (let i = 0; i < 70; i++) {
+      const c = await open('127.0.0.9');
+      held.push(c.sock);
+      conns.push(c);
+    }
+    const closed = await Promise.all(conns.map((c) => c.closedWithin(1_500)));
+    t.equal(closed.filter((x) => !x).length, 64, '64 silent connections from 127.0.0.9 wait in the handshake');
+    t.same(closed.slice(64), [true, true, true, true, true, true], 'the 65th and later are closed at once');
+    const agentA = await startAgent(relay, a.token);
+    t.teardown(() => agentA.stop());
+    const ok = await exchange('127.0.0.1', a.ports[0]!, MiB);
+    t.equal(ok.receivedSha, ok.sentSha, 'an agent from another address connects and carries traffic meanwhile');
+    conns[0]!.sock.destroy();
+    // The slot frees once the relay has seen the close: retry for up to 3 s.
+    let again = await open('127.0.0.9');
+    for (const until = Date.now() + 3_000; (await again.closedWithin(300)) && Date.now() < until; ) again = await open('127.0.0.9');
+    held.push(again.sock);
+    t.equal(await again.closedWithin(500), false, 'a slot freed by a close is usable again');
+    t.match(readFileSync(relay.logFile, 'utf8'), /tunnel\.max_pending_per_ip reached/, 'the relay warned');
+  });
+
   await t.test("an agent's self-description (version, hostname) is clipped to 128 characters in the API and the log", async (t) => {
     const [host, port] = relay.tunnelAddr.split(':') as [string, string];
     const sock = tls.connect({ host, port: Number(port), ca: readFileSync(relay.caPath), servername: 'localhost' });
