@@ -13,6 +13,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { RelayConfig } from '../../shared/config/types.js';
 import type { Logger } from '../../shared/logging.js';
 import { normalizeAddress } from '../../shared/util/net.js';
+import { CappedCounter } from '../../shared/util/capped-counter.js';
 import type { Store } from '../store/store.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import { HostRouter } from './router.js';
@@ -77,7 +78,8 @@ export class WebProxy {
   refusedConnections = 0;
   private readonly https: https.Server;
   private readonly http: http.Server;
-  private readonly perIp = new Map<string, number>();
+  /** Open connections per client IP (https.max_connections_per_ip). */
+  private readonly perIp: CappedCounter;
   private readonly sockets = new Set<net.Socket>();
   private closing = false;
   private certTimer: NodeJS.Timeout | null = null;
@@ -86,6 +88,7 @@ export class WebProxy {
   private constructor(private readonly deps: WebProxyDeps) {
     const { config, logger } = deps;
     const h = { ...WEB_DEFAULTS, ...definedOnly(config.https) };
+    this.perIp = new CappedCounter(h.maxConnectionsPerIp);
     this.router = new HostRouter(deps.store, config, logger.child({ part: 'vhost' }));
     this.proxy = new HttpProxy({ config, logger: logger.child({ part: 'vhost' }), router: this.router, registry: deps.registry, pool: this.pool, users: endpointUsers(deps), closing: () => this.closing, obs: deps.obs });
     deps.obs?.setRouteLookup((host) => this.router.lookup(host));
@@ -119,7 +122,7 @@ export class WebProxy {
     this.https.on('tlsClientError', () => undefined);
     this.http = http.createServer({ ...hardening, keepAliveTimeout: 5_000 }, redirectHandler(config));
     for (const server of [this.https, this.http]) {
-      server.on('connection', (sock: net.Socket) => this.admit(sock, h.maxConnectionsPerIp));
+      server.on('connection', (sock: net.Socket) => this.admit(sock));
       server.on('clientError', (err: NodeJS.ErrnoException, sock: net.Socket) => {
         const answer = CLIENT_ERROR_ANSWERS[err.code ?? ''];
         // Write the answer, then close for real: end() (a TLS half-close) would leave a slow client connected.
@@ -191,22 +194,18 @@ export class WebProxy {
     this.pool.destroy();
   }
 
-  private admit(sock: net.Socket, cap: number): void {
+  private admit(sock: net.Socket): void {
     const ip = normalizeAddress(sock.remoteAddress);
-    const n = (this.perIp.get(ip) ?? 0) + 1;
-    if (n > cap) {
+    if (!this.perIp.tryTake(ip)) {
       this.refusedConnections++;
-      if (this.refusedConnections % 1000 === 1) this.deps.logger.warn({ ip, cap }, 'per-IP connection cap reached; refusing connections');
+      if (this.refusedConnections % 1000 === 1) this.deps.logger.warn({ ip, cap: this.perIp.cap }, 'per-IP connection cap reached; refusing connections');
       sock.destroy();
       return;
     }
-    this.perIp.set(ip, n);
     this.sockets.add(sock);
     sock.once('close', () => {
       this.sockets.delete(sock);
-      const left = (this.perIp.get(ip) ?? 1) - 1;
-      if (left <= 0) this.perIp.delete(ip);
-      else this.perIp.set(ip, left);
+      this.perIp.release(ip);
     });
   }
 

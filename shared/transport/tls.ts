@@ -3,6 +3,7 @@ import tls from 'node:tls';
 import net from 'node:net';
 import { PorticoError } from '../errors.js';
 import { normalizeAddress } from '../util/net.js';
+import { CappedCounter } from '../util/capped-counter.js';
 import type { ClientTransport, DialOptions, ListenOptions, PeerInfo, ServerTransport, TransportListener } from './transport.js';
 
 const SOCKET_KEEPALIVE_MS = 30_000;
@@ -46,7 +47,7 @@ export const tlsServerTransport: ServerTransport = {
       });
     }
     server.on('secureConnection', (socket: tls.TLSSocket) => {
-      pending?.done(socket.remoteAddress, socket.remotePort);
+      pending?.done(keyOf(socket));
       socket.setNoDelay(true);
       socket.setKeepAlive(true, SOCKET_KEEPALIVE_MS);
       const peer: PeerInfo = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, transport: 'tls' };
@@ -78,32 +79,34 @@ export const tlsServerTransport: ServerTransport = {
  * which is how the handshake's end finds its entry.
  */
 class PendingHandshakes {
-  private readonly byIp = new Map<string, number>();
+  private readonly perIp: CappedCounter;
+  /** "address|port" of each pending connection -> its normalized IP. */
   private readonly open = new Map<string, string>();
-  constructor(private readonly cap: number) {}
 
-  /** Counts a new TCP connection; false when its address already has `cap` in the handshake. */
+  constructor(cap: number) {
+    this.perIp = new CappedCounter(cap);
+  }
+
+  /** Counts a new TCP connection; false when its address already has the cap in the handshake. */
   admit(raw: net.Socket): boolean {
     const ip = normalizeAddress(raw.remoteAddress);
-    const n = this.byIp.get(ip) ?? 0;
-    if (n >= this.cap) return false;
-    const key = `${raw.remoteAddress}|${raw.remotePort}`;
-    this.byIp.set(ip, n + 1);
+    if (!this.perIp.tryTake(ip)) return false;
+    const key = keyOf(raw);
     this.open.set(key, ip);
-    raw.once('close', () => this.done(raw.remoteAddress, raw.remotePort, key));
+    raw.once('close', () => this.done(key));
     return true;
   }
 
   /** The handshake finished (or the connection closed): no longer pending. */
-  done(address: string | undefined, port: number | undefined, key = `${address}|${port}`): void {
+  done(key: string): void {
     const ip = this.open.get(key);
     if (ip === undefined) return;
     this.open.delete(key);
-    const left = (this.byIp.get(ip) ?? 1) - 1;
-    if (left <= 0) this.byIp.delete(ip);
-    else this.byIp.set(ip, left);
+    this.perIp.release(ip);
   }
 }
+
+const keyOf = (s: net.Socket): string => `${s.remoteAddress}|${s.remotePort}`;
 
 const contexts = new WeakMap<string[], tls.SecureContext>();
 
