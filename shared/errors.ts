@@ -11,7 +11,7 @@ export const ERROR_CODES = {
   PORT_RESERVED: { status: 409, wire: 5, doc: 'The internal port is a platform port (`mappings.reserved_internal_ports`) or the external port is in `ports.reserved`.' },
   PORT_OUT_OF_BLOCK: { status: 409, wire: 6, doc: "The external port is not in the server's allocated block." },
   MAPPING_LIMIT_REACHED: { status: 422, wire: 7, doc: 'The server already has `mappings.max_per_server` mappings.' },
-  NAME_TAKEN: { status: 409, wire: 8, doc: 'Mapping names are unique per relay; this one is in use.' },
+  NAME_TAKEN: { status: 409, wire: 8, doc: 'Mapping names are unique per relay; this one is in use (or the HTTPS host it gives, `{owner}-{name}`, `{owner}-{server_id}-{port}` or `{owner}-{group}`, is already another mapping\'s).' },
   UDP_NOT_ENABLED: { status: 409, wire: 9, doc: 'A udp mapping was asked for on a server whose UDP is off.' },
   POOL_EXHAUSTED: { status: 503, wire: 10, doc: 'No block of free public ports of the requested size is left in `ports.range`.' },
   CONFLICT: { status: 409, wire: 11, doc: 'The resource already exists (e.g. a server id in use).' },

@@ -8,6 +8,7 @@
 import { PorticoError, errorCodeToWire } from '../../shared/errors.js';
 import type { RelayConfig } from '../../shared/config/types.js';
 import { Protocol as WireProtocol, type ErrorMsg, type MappingSpec } from '../../proto/index.js';
+import { hostClaims } from './hosts.js';
 import type { MappingRecord, ServerRecord, Store } from '../store/store.js';
 import { checkMapping } from './validate.js';
 import { newHttpsToken, newMappingId } from './ids.js';
@@ -48,6 +49,7 @@ export async function reconcileAgentMappings(store: Store, config: RelayConfig, 
         existing: current,
         selfId: match?.id,
         findByName: (name) => store.findMappingByName(name),
+          hostClaims: () => hostClaims(store),
       });
       const httpsToken = fields.http ? (match?.httpsToken ?? newHttpsToken()) : null;
       let rec: MappingRecord;

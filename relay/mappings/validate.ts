@@ -11,6 +11,7 @@ import type { RelayConfig } from '../../shared/config/types.js';
 import type { MappingRecord, Protocol, ServerRecord } from '../store/store.js';
 import { checkAccessExtras } from '../access/validate.js';
 import { isMappingName } from '../../shared/config/agent-config.js';
+import { clashOf, groupLabel, mappingLabel, type HostClaim } from './hosts.js';
 
 
 export interface MappingInput {
@@ -36,6 +37,8 @@ export interface MappingContext {
   selfId?: string;
   /** Finds the mapping (of any server) holding a name. */
   findByName(name: string): Promise<MappingRecord | undefined>;
+  /** Every HTTPS host label held on the relay (hosts.ts); read only when a mapping's labels change. */
+  hostClaims(): Promise<HostClaim[]>;
 }
 
 function port(value: unknown, field: string): number {
@@ -128,7 +131,33 @@ export async function checkMapping(input: MappingInput, ctx: MappingContext): Pr
     }
   }
   const group = checkGroup(input.group, protocol);
+  await checkHosts(ctx, { http, name, internalPort, group });
   return { internalPort, externalPort, protocol, description, name, http, group };
+}
+
+/** Refuses host labels another mapping or owner holds (hosts.ts); skipped when the labels did not change. */
+async function checkHosts(ctx: MappingContext, m: Pick<MappingRecord, 'http' | 'name' | 'internalPort' | 'group'>): Promise<void> {
+  const { server, config } = ctx;
+  const own = mappingLabel(server, m);
+  const grp = groupLabel(server.owner, m.group);
+  const before = ctx.existing.find((x) => x.id === ctx.selfId);
+  if (before && mappingLabel(server, before) === own && groupLabel(server.owner, before.group) === grp) return;
+  if (!own && !grp) return;
+  const claims = await ctx.hostClaims();
+  if (own) {
+    const clash = clashOf(claims, own, 'mapping', server.owner, ctx.selfId);
+    if (clash) {
+      const field = m.name ? 'name' : 'internal_port';
+      const hint = m.name ? 'choose another name' : 'give the mapping a name';
+      throw new PorticoError('NAME_TAKEN', `the HTTPS host ${own}.${config.domain} is already in use on this relay; ${hint}`, { field });
+    }
+  }
+  if (grp && clashOf(claims, grp, 'group', server.owner, ctx.selfId)) {
+    throw new PorticoError('NAME_TAKEN', `the HTTPS host ${grp}.${config.domain} is already in use on this relay; choose another group name`, { field: 'group' });
+  }
+  if (own && grp && own === grp) {
+    throw new PorticoError('NAME_TAKEN', `the mapping's own host and its group's host would both be ${own}.${config.domain}; choose another group name`, { field: 'group' });
+  }
 }
 
 /** A replica group name: a DNS label like mapping names (it becomes https://{owner}-{group}.{domain}); tcp only. */

@@ -685,6 +685,51 @@ t.test('concurrent creates never share an external port', async (t) => {
   for (const r of ok) await api('DELETE', `${P(bob.id)}/ports/${r.body.data.id}`);
 });
 
+t.test('HTTPS host names are one owner\'s: names, server ids and groups that would give another owner\'s host are refused (NAME_TAKEN)', async (t) => {
+  // Owner "acme" can spell hosts of owner "acme-corp": {owner}-{name}, {owner}-{server}-{port} and {owner}-{group} all join with dashes.
+  const made: string[] = [];
+  t.teardown(async () => {
+    for (const id of made) await api('DELETE', `/v1/servers/${id}`);
+  });
+  const mk = async (id: string, owner: string) => {
+    const r = await api('POST', '/v1/servers', { id, owner, ports: 10 });
+    t.equal(r.status, 201, `server ${id} of ${owner}`);
+    made.push(id);
+  };
+  await mk('hx-evil', 'acme');
+  await mk('hx-gpu1', 'acme-corp');
+  await mk('corp-hx-gpu1', 'acme');
+
+  // Named: acme's "corp-jupyter" holds acme-corp-jupyter; acme-corp's "jupyter" would be the same host.
+  const first = await api('POST', `${P('hx-evil')}/ports`, { internal_port: 9501, http: true, name: 'corp-jupyter' });
+  t.equal(first.status, 201, 'the first holder gets the host');
+  t.match(first.body.data.url, /^https:\/\/acme-corp-jupyter\.localhost/);
+  const second = await api('POST', `${P('hx-gpu1')}/ports`, { internal_port: 9501, http: true, name: 'jupyter' });
+  expectError(t, second, 409, 'NAME_TAKEN', 'name');
+  t.match(second.body.error.message, /HTTPS host acme-corp-jupyter\.localhost is already in use/);
+
+  // Unnamed: acme's server corp-hx-gpu1 port 9502 and acme-corp's server hx-gpu1 port 9502 spell one host.
+  t.equal((await api('POST', `${P('corp-hx-gpu1')}/ports`, { internal_port: 9502, http: true })).status, 201);
+  expectError(t, await api('POST', `${P('hx-gpu1')}/ports`, { internal_port: 9502, http: true }), 409, 'NAME_TAKEN', 'internal_port');
+  // A name that spells another mapping's unnamed host is refused too.
+  expectError(t, await api('POST', `${P('hx-gpu1')}/ports`, { internal_port: 9503, http: true, name: 'hx-gpu1-9502' }), 409, 'NAME_TAKEN', 'name');
+
+  // Groups: acme-corp's group "web" holds acme-corp-web; acme's group "corp-web" would take it.
+  const victim = await api('POST', `${P('hx-gpu1')}/ports`, { internal_port: 9504, http: true, group: 'web' });
+  t.equal(victim.status, 201, 'a group host for acme-corp');
+  const thief = await api('POST', `${P('hx-evil')}/ports`, { internal_port: 9504, http: true });
+  t.equal(thief.status, 201);
+  expectError(t, await api('PUT', `${P('hx-evil')}/ports/${thief.body.data.id}`, { group: 'corp-web' }), 409, 'NAME_TAKEN', 'group');
+  expectError(t, await api('PUT', `${P('hx-evil')}/ports/${thief.body.data.id}`, { name: 'corp-web' }), 409, 'NAME_TAKEN', 'name');
+  // The same owner's other members share their group's host.
+  const member = await api('POST', `${P('hx-gpu1')}/ports`, { internal_port: 9505, http: true, group: 'web' });
+  t.equal(member.status, 201, 'a second member of acme-corp\'s group');
+  // A mapping whose own name is its group's name would hide the group host.
+  expectError(t, await api('POST', `${P('hx-gpu1')}/ports`, { internal_port: 9506, http: true, name: 'blue', group: 'blue' }), 409, 'NAME_TAKEN', 'group');
+  // Updating other fields of a mapping keeps its host (its own claim is not a clash).
+  t.equal((await api('PUT', `${P('hx-evil')}/ports/${first.body.data.id}`, { description: 'renamed nothing' })).status, 200);
+});
+
 t.test('DELETE /v1/servers frees the block at once: a full pool takes a new server right after a delete', async (t) => {
   const made: string[] = [];
   let refused: Res | undefined;

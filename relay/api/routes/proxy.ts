@@ -22,6 +22,7 @@ import type { RelayConfig } from '../../../shared/config/types.js';
 import { VERSION } from '../../../shared/version.js';
 import { newHttpsToken, newMappingId } from '../../mappings/ids.js';
 import { rawUrl, httpsUrls } from '../../mappings/urls.js';
+import { hostClaims } from '../../mappings/hosts.js';
 import { checkAccessControl, checkHealthCheck, checkIpList, checkMapping, healthCheckView, type MappingInput } from '../../mappings/validate.js';
 import type { MappingRecord, ServerRecord, Store } from '../../store/store.js';
 import { ok } from '../envelope.js';
@@ -328,6 +329,7 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
           server: current,
           existing: await store.listMappings(server.id),
           findByName: (name) => store.findMappingByName(name),
+          hostClaims: () => hostClaims(store),
         });
         return store.createMapping({
           id: newMappingId(),
@@ -403,6 +405,7 @@ export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions
           existing: await store.listMappings(server.id),
           selfId: m.id,
           findByName: (name) => store.findMappingByName(name),
+          hostClaims: () => hostClaims(store),
         });
         return store.updateMapping(server.id, m.id, {
           ...fields,
