@@ -20,6 +20,13 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
+/**
+ * Never removed because `Connection` names them: message framing and routing.
+ * (`Connection: content-length` once made the relay forward a body without its
+ * length, which the app then read as a second request: request smuggling.)
+ */
+const NOT_HOP_BY_HOP = new Set(['host', 'content-length']);
+
 /** The tokens listed in Connection headers (lowercase), beyond the fixed set. */
 function connectionTokens(raw: string[]): Set<string> | null {
   let extra: Set<string> | null = null;
@@ -28,7 +35,7 @@ function connectionTokens(raw: string[]): Set<string> | null {
     if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
     for (const tok of raw[i + 1]!.split(',')) {
       const t = tok.trim().toLowerCase();
-      if (t && !HOP_BY_HOP.has(t)) (extra ??= new Set()).add(t);
+      if (t && !HOP_BY_HOP.has(t) && !NOT_HOP_BY_HOP.has(t)) (extra ??= new Set()).add(t);
     }
   }
   return extra;
@@ -45,7 +52,7 @@ export interface ForwardInfo {
   upgrade: string | null;
 }
 
-/** Request headers to send to the app. */
+/** Request headers to send to the app; Content-Length is left out (the relay writes the framing itself). */
 export function forwardRequestHeaders(raw: string[], info: ForwardInfo): string[] {
   const extra = connectionTokens(raw);
   const out: string[] = [];
@@ -66,6 +73,8 @@ export function forwardRequestHeaders(raw: string[], info: ForwardInfo): string[
       case 'x-forwarded-host':
       // The relay already answered 100 Continue itself.
       case 'expect':
+      // Framing is the relay's: serializeRequestHead's `framing` says how long the body it sends is.
+      case 'content-length':
         continue;
     }
     out.push(name, raw[i + 1]!);

@@ -19,7 +19,8 @@ import type { HostRouter, Route } from './router.js';
 import { forwardRequestHeaders, serializeRequestHead } from './headers.js';
 import { classifyRequest, idleTimeoutMs } from './timeouts.js';
 import { proxyErrors, rawErrorResponse, sendError, type ProxyError } from './errors.js';
-import { OPEN_TIMEOUT_MS, type UpstreamPool } from './upstream-pool.js';
+import { MAX_RESPONSE_HEADER_BYTES, OPEN_TIMEOUT_MS, type UpstreamPool } from './upstream-pool.js';
+import { awaitUpgradeAnswer } from './upgrade-answer.js';
 import { ProxyExchange, type ExchangeContext } from './exchange.js';
 import { AccessGate } from '../access/gate.js';
 import type { UserDirectory } from '../access/auth.js';
@@ -162,8 +163,16 @@ export class HttpProxy {
     const contentLength = req.headers['content-length'];
     const chunked = contentLength === undefined && req.headers['transfer-encoding'] !== undefined;
     const body = chunked ? 'chunked' : contentLength !== undefined && contentLength !== '0' ? 'length' : 'none';
-    // Like node's HTTP client: a bodiless POST/PUT/PATCH says Content-Length: 0.
-    const framing = chunked ? 'Transfer-Encoding: chunked\r\n' : contentLength === undefined && !NO_BODY_METHODS.has(method) ? 'Content-Length: 0\r\n' : '';
+    // The relay states the framing of what it sends (the client's Content-Length header never passes
+    // through as such): the length node's parser validated, chunked, or, like node's HTTP client,
+    // Content-Length: 0 for a bodiless POST/PUT/PATCH.
+    const framing = chunked
+      ? 'Transfer-Encoding: chunked\r\n'
+      : contentLength !== undefined
+        ? `Content-Length: ${contentLength}\r\n`
+        : !NO_BODY_METHODS.has(method)
+          ? 'Content-Length: 0\r\n'
+          : '';
     const head = serializeRequestHead(method, req.url ?? '/', this.headers(req, t, null), framing);
     new ProxyExchange(this.exchangeContext, req, res, {
       route: t.route,
@@ -244,11 +253,24 @@ export class HttpProxy {
           s.setNoDelay?.(true);
           if (idle > 0) s.setTimeout?.(idle, () => socket.destroy());
           else s.setTimeout?.(0);
-          // Statistics: the tunnel counts as a connection; its bytes are read from splice's counters.
-          const obs = this.deps.obs;
-          let live: ReturnType<Observability['tunnelOpened']> | undefined;
-          const counted = splice(socket, stream, obs ? () => live && obs.connectionClosed(live) : undefined);
-          live = obs?.tunnelOpened(t.route, t.clientIp, counted);
+          const onClientGone = () => stream.destroy();
+          socket.once('close', onClientGone);
+          // Only the app's 101 makes this a tunnel (upgrade-answer.ts); a refusal is relayed and the connection closed.
+          awaitUpgradeAnswer(stream, socket, MAX_RESPONSE_HEADER_BYTES, (a) => {
+            socket.off('close', onClientGone);
+            if ('error' in a) {
+              stream.destroy();
+              return fail(this.upstreamError(a.error as NodeJS.ErrnoException, t.route, t.session));
+            }
+            if ('refused' in a || socket.destroyed) return;
+            socket.write(a.upgraded);
+            // Statistics: the tunnel counts as a connection; its bytes are read from splice's counters.
+            const obs = this.deps.obs;
+            let live: ReturnType<Observability['tunnelOpened']> | undefined;
+            const counted = splice(socket, stream, obs ? () => live && obs.connectionClosed(live) : undefined);
+            counted.bToA += a.upgraded.length;
+            live = obs?.tunnelOpened(t.route, t.clientIp, counted);
+          });
         },
         (err: Error) => {
           socket.off('close', onEarlyClose);
