@@ -93,7 +93,8 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: ProxyE
     return;
   }
   const { type, body } = errorBody(err, wantsHtml(req.headers.accept));
-  res.writeHead(err.status, { ...err.headers, 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', 'x-portico-error': err.code });
+  // An explicit reason: one node refused earlier (writeHead throws after storing it) must not be reused.
+  res.writeHead(err.status, STATUS_CODES[err.status] ?? 'Error', { ...err.headers, 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', 'x-portico-error': err.code });
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 

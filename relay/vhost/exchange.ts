@@ -166,7 +166,9 @@ export class ProxyExchange implements UpstreamExchange {
       if (head.statusMessage !== '') res.writeHead(head.statusCode, head.statusMessage, out);
       else res.writeHead(head.statusCode, out);
     } catch (err) {
-      // A header node refuses to send (the parser is stricter, so this is a safety net).
+      // A header node refuses to send (the parser is stricter, so this is a safety net). Node may
+      // have kept some of the app's headers on the response: the error answer must not carry them.
+      for (const name of res.getHeaderNames()) res.removeHeader(name);
       this.conn?.destroy();
       this.conn = null;
       this.fail(Object.assign(new Error((err as Error).message), { code: 'HPE_INVALID_HEADER_TOKEN' }));

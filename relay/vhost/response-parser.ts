@@ -301,9 +301,15 @@ export class ResponseParser {
     if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) throw new ResponseParseError('HPE_INVALID_STATUS', 'invalid status code');
     if (statusEnd > 12 && text.charCodeAt(12) !== 0x20) throw new ResponseParseError('HPE_INVALID_STATUS', 'invalid status code');
     const statusCode = d0 * 100 + d1 * 10 + d2;
-    // Control characters in the reason phrase and field values are not checked here: they cannot move a
-    // message boundary (lines end at LF), and res.writeHead() refuses them when the head is forwarded.
+    // Control characters in field values are not checked here: they cannot move a message boundary
+    // (lines end at LF), and res.writeHead() refuses them when the head is forwarded. The reason
+    // phrase is (HTAB, SP, VCHAR, obs-text only): node keeps a refused one on the response, where
+    // it would poison the relay's own error answer too.
     const statusMessage = statusEnd > 13 ? text.slice(13, statusEnd) : '';
+    for (let i = 0; i < statusMessage.length; i++) {
+      const c = statusMessage.charCodeAt(i);
+      if ((c < 0x20 && c !== 0x09) || c === 0x7f) throw new ResponseParseError('HPE_INVALID_STATUS', 'invalid character in the reason phrase');
+    }
 
     const raw: string[] = [];
     let contentLength = -1;
