@@ -249,11 +249,16 @@ t.test('malformed responses are refused with HPE codes', async (t) => {
   for (const [text, code] of cases) t.equal(parseOne(text).error, code, JSON.stringify(text));
 });
 
-t.test('control characters in values pass through (res.writeHead refuses them); they never move a boundary', async (t) => {
-  const r = parseOne('HTTP/1.1 200 O\x01K\r\nX-A: a\rb\r\nX-B: c\x00d\r\nContent-Length: 2\r\n\r\nok');
-  t.equal(r.head?.statusMessage, 'O\x01K');
+t.test('control characters in field values pass through (res.writeHead refuses them); they never move a boundary', async (t) => {
+  const r = parseOne('HTTP/1.1 200 OK\r\nX-A: a\rb\r\nX-B: c\x00d\r\nContent-Length: 2\r\n\r\nok');
+  t.equal(r.head?.statusMessage, 'OK');
   t.same(r.head?.rawHeaders, ['X-A', 'a\rb', 'X-B', 'c\x00d', 'Content-Length', '2']);
   t.equal(Buffer.concat(r.body).toString(), 'ok');
+});
+
+t.test('a reason phrase with a control character is an invalid status (node would keep it on the response and fail the error answer too)', async (t) => {
+  for (const reason of ['O\x01K', 'OK\rX', 'O\x00K', 'O\x7fK']) t.equal(parseOne(`HTTP/1.1 200 ${reason}\r\nContent-Length: 2\r\n\r\nok`).error, 'HPE_INVALID_STATUS', JSON.stringify(reason));
+  t.equal(parseOne('HTTP/1.1 200 Fine\tthanks \xe9\r\nContent-Length: 2\r\n\r\nok').head?.statusMessage, 'Fine\tthanks \xe9', 'HTAB, SP and obs-text are fine');
 });
 
 t.test('the head size limit holds whether the head comes whole or in pieces', async (t) => {
