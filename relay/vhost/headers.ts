@@ -57,20 +57,26 @@ export function forwardRequestHeaders(raw: string[], info: ForwardInfo): string[
   const extra = connectionTokens(raw);
   const out: string[] = [];
   let xff: string | null = null;
+  let host = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || (extra !== null && extra.has(lower))) continue;
     switch (lower) {
       case 'host':
-        out.push(name, info.rewriteHost ?? raw[i + 1]!);
+        // One Host: the one the relay routed and checked access by (a second could steer the app elsewhere).
+        if (!host) out.push(name, info.rewriteHost ?? raw[i + 1]!);
+        host = true;
         continue;
       case 'x-forwarded-for':
         xff = xff === null ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`;
         continue;
-      // The relay is the TLS edge: what the client claims here is not true.
+      // The relay is the TLS edge: what the client claims here is not true (the client's own address
+      // is in X-Forwarded-For, which the relay appends to).
       case 'x-forwarded-proto':
       case 'x-forwarded-host':
+      case 'forwarded':
+      case 'x-real-ip':
       // The relay already answered 100 Continue itself.
       case 'expect':
       // Framing is the relay's: serializeRequestHead's `framing` says how long the body it sends is.

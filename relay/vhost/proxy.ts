@@ -173,7 +173,7 @@ export class HttpProxy {
         : !NO_BODY_METHODS.has(method)
           ? 'Content-Length: 0\r\n'
           : '';
-    const head = serializeRequestHead(method, req.url ?? '/', this.headers(req, t, null), framing);
+    const head = serializeRequestHead(method, originForm(req.url), this.headers(req, t, null), framing);
     new ProxyExchange(this.exchangeContext, req, res, {
       route: t.route,
       session: t.session,
@@ -246,7 +246,7 @@ export class HttpProxy {
             return fail(this.upstreamError(new PorticoError(errorCodeFromWire(r.code ?? 0), r.message || 'the agent could not open the port'), t.route, t.session));
           }
           const upgrade = req.headers.upgrade ?? 'websocket';
-          stream.write(serializeRequestHead(req.method ?? 'GET', req.url ?? '/', this.headers(req, t, upgrade)));
+          stream.write(serializeRequestHead(req.method ?? 'GET', originForm(req.url), this.headers(req, t, upgrade)));
           if (head.length > 0) stream.write(head);
           const idle = idleTimeoutMs(cls, this.timeouts);
           const s = socket as Duplex & { setTimeout?(ms: number, cb?: () => void): void; setNoDelay?(v: boolean): void };
@@ -281,4 +281,17 @@ export class HttpProxy {
     };
     this.target(req, go);
   };
+}
+
+/**
+ * The request target as the app gets it: origin-form (`/path?query`). An absolute-form target
+ * (`GET http://other-host/path`) would name an authority other than the Host the relay routed by.
+ */
+export function originForm(url: string | undefined): string {
+  if (!url) return '/';
+  if (url.charCodeAt(0) === 0x2f) return url; // '/': the usual case
+  const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(url);
+  if (!m) return url; // '*' (OPTIONS) and other forms pass as sent
+  const rest = url.slice(m[0].length);
+  return rest === '' || rest.charCodeAt(0) !== 0x2f ? `/${rest}` : rest;
 }

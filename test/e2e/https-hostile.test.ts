@@ -15,6 +15,7 @@ interface Seen {
   method: string;
   url: string;
   headers: http.IncomingHttpHeaders;
+  rawHeaders: string[];
   body: string;
 }
 
@@ -26,7 +27,7 @@ async function recordingApp(): Promise<{ port: number; seen: Seen[]; close(): Pr
     req.setEncoding('latin1');
     req.on('data', (d: string) => (body += d));
     req.on('end', () => {
-      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body });
       res.writeHead(404, { 'content-type': 'text/plain' }).end('nope\n');
     });
   });
@@ -136,4 +137,20 @@ t.test("a control character in the app's reason phrase: one 502, the tunnel and 
   t.match(ok.text, /^HTTP\/1\.1 404 /, 'the other mapping answers');
   t.equal(lines(), before, 'the agent never had to reconnect');
   t.equal(relay.child.exitCode, null, 'the relay process is running');
+});
+
+t.test('what the app is told about the request is what the relay routed: one Host, origin-form target, no client-made Forwarded / X-Real-IP', async (t) => {
+  app.seen.length = 0;
+  const req =
+    `GET https://evil.example/admin?x=1 HTTP/1.1\r\nHost: ${appHost}\r\nHost: evil.example\r\n` +
+    `Forwarded: for=10.6.6.6;proto=http\r\nX-Real-IP: 10.6.6.6\r\nConnection: close\r\n\r\n`;
+  const r = await raw(appHost, [req], 0, 3_000);
+  t.match(r.text, /^HTTP\/1\.1 404 /, 'answered by the app');
+  const seen = app.seen[0];
+  t.equal(seen?.url, '/admin?x=1', 'the absolute-form target arrives in origin form');
+  const hosts = (seen?.rawHeaders ?? []).filter((_, i, a) => i % 2 === 1 && a[i - 1]!.toLowerCase() === 'host');
+  t.same(hosts, [appHost], 'one Host: the one the relay routed by');
+  t.equal(seen?.headers.forwarded, undefined, "the client's Forwarded is dropped");
+  t.equal(seen?.headers['x-real-ip'], undefined, "the client's X-Real-IP is dropped");
+  t.match(String(seen?.headers['x-forwarded-for']), /^127\.0\.0\.1$/, 'X-Forwarded-For carries the address the relay saw');
 });
