@@ -81,6 +81,7 @@ function hexValue(c: number): number {
 export class ResponseParser {
   private state = State.Done;
   private noBody = false;
+  private upgrade = false;
   /** Bytes of an unfinished head (or trailer section) seen in earlier chunks. */
   private pending: Buffer = EMPTY;
   private remaining = 0;
@@ -91,10 +92,15 @@ export class ResponseParser {
     private readonly maxHeadBytes: number,
   ) {}
 
-  /** Expects a new response; `head` = the request was HEAD (no body whatever the headers say). */
-  reset(head: boolean): void {
+  /**
+   * Expects a new response; `head` = the request was HEAD (no body whatever the headers say);
+   * `upgrade` = it asked for an upgrade, so a 101 is the final head and the bytes after it are
+   * the new protocol's (execute() returns where they start).
+   */
+  reset(head: boolean, upgrade = false): void {
     this.state = State.Head;
     this.noBody = head;
+    this.upgrade = upgrade;
     this.pending = EMPTY;
     this.remaining = 0;
     this.digits = 0;
@@ -365,11 +371,15 @@ export class ResponseParser {
       }
     }
 
-    if (statusCode < 200) {
-      // 101 is only valid as the answer to an upgrade, which this path never sends.
-      if (statusCode === 101) throw new ResponseParseError('HPE_INVALID_STATUS', '101 Switching Protocols without an upgrade request');
-      return; // interim response (100, 103, …): skip it, the final one follows
+    if (statusCode === 101) {
+      // Only valid as the answer to an upgrade request.
+      if (!this.upgrade) throw new ResponseParseError('HPE_INVALID_STATUS', '101 Switching Protocols without an upgrade request');
+      this.state = State.Done;
+      this.sink.onHead({ statusCode, statusMessage, rawHeaders: raw, contentType, contentDisposition, keepAlive: false });
+      this.sink.onComplete();
+      return;
     }
+    if (statusCode < 200) return; // interim response (100, 103, …): skip it, the final one follows
     let next: State;
     if (this.noBody || statusCode === 204 || statusCode === 304) next = State.Done;
     else if (transferEncoding) {

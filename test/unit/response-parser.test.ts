@@ -285,3 +285,20 @@ t.test('bytes after a complete response are reported unused', async (t) => {
   t.ok(p.done);
   t.equal(wire.length - used, 5, 'the proxy closes such a stream instead of pooling it');
 });
+
+t.test('upgrade mode: a 101 is the final head and execute() returns where the new protocol starts; interim 1xx before it are skipped', async (t) => {
+  const heads: ResponseHead[] = [];
+  let completions = 0;
+  const p = new ResponseParser({ onHead: (h) => heads.push(h), onBody: () => t.fail('no body'), onComplete: () => completions++ }, 1024);
+  p.reset(false, true);
+  const wire = Buffer.from('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi', 'latin1');
+  const used = p.execute(wire);
+  t.equal(heads.length, 1);
+  t.equal(heads[0]?.statusCode, 101);
+  t.same(heads[0]?.rawHeaders, ['Upgrade', 'websocket', 'Connection', 'Upgrade'], 'its hop-by-hop headers as sent');
+  t.equal(completions, 1);
+  t.ok(p.done);
+  t.equal(wire.subarray(used).toString('latin1'), '\x81\x02hi', 'the frame after the head is not part of the response');
+  p.reset(false, false);
+  t.throws(() => p.execute(Buffer.from('HTTP/1.1 101 Switching Protocols\r\n\r\n')), { code: 'HPE_INVALID_STATUS' }, 'without upgrade mode a 101 is invalid');
+});
