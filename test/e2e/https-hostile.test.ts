@@ -128,7 +128,8 @@ t.test('an upgrade the app refuses is relayed and the connection closed, never a
 t.test("a control character in the app's reason phrase: one 502, the tunnel and the relay stay up", async (t) => {
   const lines = () => agent.out.lines.filter((l) => l.startsWith('connected to')).length;
   const before = lines();
-  const r = await raw(badHost, [`GET / HTTP/1.1\r\nHost: ${badHost}\r\n\r\n`], 0, 3_000);
+  const r = await raw(badHost, [`GET / HTTP/1.1\r\nHost: ${badHost}\r\nConnection: close\r\n\r\n`], 0, 5_000);
+  t.ok(r.closed, 'answered and closed (not left hanging)');
   t.match(r.text, /^HTTP\/1\.1 502 Bad Gateway\r\n/, 'a clean 502 with the standard reason');
   t.match(r.text, /invalid HTTP response/i);
   // The same tunnel still serves the other mapping, and the relay process is alive.
