@@ -1,0 +1,658 @@
+/*
+ * Portico's sealed data path (docs/native-data-path.md): one native thread
+ * per process moves the bytes of "pairs" — a plain TCP socket (a public
+ * client on the relay, the app on the agent) joined to a sealed data
+ * connection between relay and agent.
+ *
+ *   plain --read--> seal (AES-128-GCM unit) --write--> sealed   ("up")
+ *   sealed --read--> open, verify tag --write--> plain          ("down")
+ *
+ * A unit on the data connection: 4-byte big-endian word (bit 31: FIN, bits
+ * 0..30: payload length, at most UNIT_MAX) as additional authenticated
+ * data, the ciphertext, a 16-byte tag. The nonce is the direction's 4-byte
+ * prefix followed by a 64-bit big-endian counter; keys and prefixes are
+ * per pair and per direction (derived by the caller from the TLS session),
+ * so a nonce is never reused. A FIN unit (no payload) ends a direction: a
+ * data connection that ends without one was cut (truncation), and the pair
+ * fails. Plaintext is written only after its tag verified.
+ *
+ * JavaScript (shared/sealed/engine.ts) keeps its sockets open but never
+ * reads them after handing over; the engine works on dup()ed descriptors,
+ * so a socket JavaScript destroys early cannot make the engine touch a
+ * reused descriptor number. A failed pair is closed with a reset (SO_LINGER
+ * 0), a finished one cleanly; either way JavaScript is told once:
+ *   onDone(id, upBytes, downBytes, code)   code: '' (clean) or a reason.
+ *
+ * Threading: add()/abort() (JavaScript thread) queue commands and wake the
+ * engine through an eventfd; only the engine thread touches a pair's state
+ * until it is finished; its memory is freed on the JavaScript thread after
+ * onDone ran. Sockets are edge-triggered in epoll; a pair that used its
+ * per-turn budget stays on the ready list (fairness between pairs).
+ *
+ * Build: scripts/build-native.mjs (the system compiler, Node's own headers;
+ * OpenSSL's symbols resolve to the ones Node exports).
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HDR 4
+#define TAG 16
+#define FIN_BIT 0x80000000u
+#define UNIT_MAX (1u << 20)
+#define UNITS_PER_TURN 4
+
+enum { UP = 0, DOWN = 1 };
+enum state { ACTIVE, FINISHED };
+
+struct dir {
+  int in, out;
+  unsigned char *buf; /* HDR + unit + TAG */
+  size_t off, len;    /* pending output: buf[off, len) (up: the sealed unit; down: plaintext at buf + HDR) */
+  size_t have;        /* down: bytes of the current unit read so far */
+  uint32_t ulen;      /* down: payload length of the current unit */
+  int eof;            /* up: plain input ended */
+  int fin;            /* up: FIN unit queued; down: FIN unit received */
+  int done;
+  EVP_CIPHER_CTX *ctx;
+  unsigned char prefix[4];
+  uint64_t counter;
+  uint64_t bytes; /* plaintext moved */
+};
+
+struct pair {
+  uint32_t id;
+  int plain, sealed;
+  size_t unit;
+  struct dir d[2];
+  const unsigned char *pre; /* down: bytes JavaScript read off the data connection before handing over */
+  size_t pre_len, pre_off;
+  unsigned char *pre_buf;
+  double *counters; /* JavaScript's Float64Array(2): up, down */
+  napi_ref counters_ref;
+  enum state state;
+  const char *code;
+  int ready;
+  int abort_requested;
+  struct pair *next_active, *prev_active;
+  struct pair *next_ready;
+  struct pair *next_cmd;
+  struct pair *next_done;
+};
+
+struct engine {
+  int epfd, evfd;
+  pthread_t thread;
+  int running;
+  pthread_mutex_t mu;
+  struct pair *adds;    /* queued by add(), guarded by mu */
+  uint32_t *aborts;     /* queued ids, guarded by mu */
+  size_t n_aborts, cap_aborts;
+  int stop;             /* guarded by mu */
+  struct pair *active;  /* engine thread only */
+  struct pair *ready;   /* engine thread only */
+  napi_threadsafe_function done;
+  uint32_t live;        /* JavaScript thread: pairs added and not yet reported */
+};
+
+static struct engine E = {.epfd = -1, .evfd = -1};
+
+/* ---------------------------------------------------------------- sealing */
+
+static void nonce(unsigned char iv[12], const unsigned char prefix[4], uint64_t n) {
+  memcpy(iv, prefix, 4);
+  for (int i = 0; i < 8; i++) iv[4 + i] = (unsigned char)(n >> (56 - 8 * i));
+}
+
+static int seal_unit(struct dir *d, uint32_t len, uint32_t flags) {
+  unsigned char iv[12];
+  uint32_t word = htonl(len | flags);
+  int n;
+  memcpy(d->buf, &word, HDR);
+  nonce(iv, d->prefix, d->counter++);
+  if (!EVP_EncryptInit_ex(d->ctx, NULL, NULL, NULL, iv) || !EVP_EncryptUpdate(d->ctx, NULL, &n, d->buf, HDR)) return -1;
+  if (len > 0 && !EVP_EncryptUpdate(d->ctx, d->buf + HDR, &n, d->buf + HDR, (int)len)) return -1;
+  if (!EVP_EncryptFinal_ex(d->ctx, d->buf + HDR + len, &n)) return -1;
+  if (!EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_GCM_GET_TAG, TAG, d->buf + HDR + len)) return -1;
+  d->off = 0;
+  d->len = HDR + len + TAG;
+  return 0;
+}
+
+static int open_unit(struct dir *d) {
+  unsigned char iv[12];
+  int n;
+  nonce(iv, d->prefix, d->counter++);
+  if (!EVP_DecryptInit_ex(d->ctx, NULL, NULL, NULL, iv) || !EVP_DecryptUpdate(d->ctx, NULL, &n, d->buf, HDR)) return -1;
+  if (d->ulen > 0 && !EVP_DecryptUpdate(d->ctx, d->buf + HDR, &n, d->buf + HDR, (int)d->ulen)) return -1;
+  if (!EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_GCM_SET_TAG, TAG, d->buf + HDR + d->ulen)) return -1;
+  return EVP_DecryptFinal_ex(d->ctx, d->buf + HDR + d->ulen, &n) > 0 ? 0 : -1;
+}
+
+/* ------------------------------------------------------------ the pumping */
+
+/*
+ * A direction's buffer exists only while it has bytes in flight: an idle
+ * pair (an SSH session waiting for a key press) holds no unit buffers.
+ */
+static int ensure_buf(struct pair *p, struct dir *d) {
+  if (d->buf == NULL) d->buf = malloc(HDR + p->unit + TAG);
+  return d->buf != NULL ? 0 : -1;
+}
+
+static void release_buf(struct dir *d) {
+  free(d->buf);
+  d->buf = NULL;
+}
+
+/* 0: blocked or done; 1: budget used, more to do; -1: failed (p->code set). */
+static int step_up(struct pair *p) {
+  struct dir *d = &p->d[UP];
+  for (int units = 0; units < UNITS_PER_TURN;) {
+    if (d->off < d->len) {
+      ssize_t w = send(d->out, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        p->code = "DATA_CONNECTION_FAILED";
+        return -1;
+      }
+      d->off += (size_t)w;
+      if (d->off < d->len) continue;
+      if (d->fin) {
+        d->done = 1;
+        return 0;
+      }
+      units++;
+      continue;
+    }
+    if (d->done) return 0;
+    if (ensure_buf(p, d) < 0) {
+      p->code = "OUT_OF_MEMORY";
+      return -1;
+    }
+    if (d->eof) {
+      if (seal_unit(d, 0, FIN_BIT) < 0) {
+        p->code = "CIPHER_FAILED";
+        return -1;
+      }
+      d->fin = 1;
+      continue;
+    }
+    ssize_t r = read(d->in, d->buf + HDR, p->unit);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        release_buf(d); /* nothing in flight */
+        return 0;
+      }
+      p->code = "PLAIN_SOCKET_FAILED";
+      return -1;
+    }
+    if (r == 0) {
+      d->eof = 1;
+      continue;
+    }
+    if (seal_unit(d, (uint32_t)r, 0) < 0) {
+      p->code = "CIPHER_FAILED";
+      return -1;
+    }
+    d->bytes += (uint64_t)r;
+  }
+  return 1;
+}
+
+static ssize_t read_sealed(struct pair *p, unsigned char *to, size_t n) {
+  if (p->pre_off < p->pre_len) {
+    size_t k = p->pre_len - p->pre_off;
+    if (k > n) k = n;
+    memcpy(to, p->pre + p->pre_off, k);
+    p->pre_off += k;
+    return (ssize_t)k;
+  }
+  return read(p->d[DOWN].in, to, n);
+}
+
+static int step_down(struct pair *p) {
+  struct dir *d = &p->d[DOWN];
+  for (int units = 0; units < UNITS_PER_TURN;) {
+    if (d->off < d->len) {
+      ssize_t w = send(d->out, d->buf + HDR + d->off, d->len - d->off, MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        p->code = "PLAIN_SOCKET_FAILED";
+        return -1;
+      }
+      d->off += (size_t)w;
+      if (d->off == d->len) units++;
+      continue;
+    }
+    if (d->done) return 0;
+    if (d->fin) {
+      shutdown(d->out, SHUT_WR);
+      d->done = 1;
+      return 0;
+    }
+    if (ensure_buf(p, d) < 0) {
+      p->code = "OUT_OF_MEMORY";
+      return -1;
+    }
+    size_t need = d->have < HDR ? HDR - d->have : HDR + d->ulen + TAG - d->have;
+    ssize_t r = read_sealed(p, d->buf + d->have, need);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (d->have == 0) release_buf(d); /* between units: nothing in flight */
+        return 0;
+      }
+      p->code = "DATA_CONNECTION_FAILED";
+      return -1;
+    }
+    if (r == 0) {
+      p->code = "TRUNCATED"; /* the data connection ended without a FIN unit */
+      return -1;
+    }
+    d->have += (size_t)r;
+    if (d->have == HDR) {
+      uint32_t word;
+      memcpy(&word, d->buf, HDR);
+      word = ntohl(word);
+      d->ulen = word & ~FIN_BIT;
+      if (d->ulen > p->unit || ((word & FIN_BIT) && d->ulen != 0)) {
+        p->code = "PROTOCOL_ERROR";
+        return -1;
+      }
+      continue;
+    }
+    if (d->have == HDR + d->ulen + TAG) {
+      uint32_t word;
+      if (open_unit(d) < 0) {
+        p->code = "BAD_TAG";
+        return -1;
+      }
+      memcpy(&word, d->buf, HDR);
+      d->have = 0;
+      if (ntohl(word) & FIN_BIT) {
+        d->fin = 1;
+      } else {
+        d->off = 0;
+        d->len = d->ulen;
+        d->bytes += d->ulen;
+      }
+    }
+  }
+  return 1;
+}
+
+static void publish(struct pair *p) {
+  double up = (double)p->d[UP].bytes, down = (double)p->d[DOWN].bytes;
+  uint64_t bu, bd;
+  memcpy(&bu, &up, 8);
+  memcpy(&bd, &down, 8);
+  __atomic_store_n((uint64_t *)&p->counters[0], bu, __ATOMIC_RELAXED);
+  __atomic_store_n((uint64_t *)&p->counters[1], bd, __ATOMIC_RELAXED);
+}
+
+static void finish(struct pair *p, struct pair **done_list) {
+  if (p->state == FINISHED) return;
+  p->state = FINISHED;
+  epoll_ctl(E.epfd, EPOLL_CTL_DEL, p->plain, NULL);
+  epoll_ctl(E.epfd, EPOLL_CTL_DEL, p->sealed, NULL);
+  if (p->code != NULL) {
+    /* A reset, not a clean end, once the last descriptor (JavaScript's) closes. */
+    struct linger l = {1, 0};
+    setsockopt(p->plain, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    setsockopt(p->sealed, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  close(p->plain);
+  close(p->sealed);
+  publish(p);
+  if (p->prev_active) p->prev_active->next_active = p->next_active;
+  else E.active = p->next_active;
+  if (p->next_active) p->next_active->prev_active = p->prev_active;
+  p->next_done = *done_list;
+  *done_list = p;
+}
+
+static void step(struct pair *p, struct pair **done_list) {
+  if (p->state != ACTIVE) return;
+  int up = p->d[UP].done ? 0 : step_up(p);
+  int down = up < 0 || p->d[DOWN].done ? 0 : step_down(p);
+  publish(p);
+  if (up < 0 || down < 0 || (p->d[UP].done && p->d[DOWN].done)) {
+    finish(p, done_list);
+    return;
+  }
+  if ((up > 0 || down > 0) && !p->ready) {
+    p->ready = 1;
+    p->next_ready = E.ready;
+    E.ready = p;
+  }
+}
+
+static void mark_ready(struct pair *p) {
+  if (p->state != ACTIVE || p->ready) return;
+  p->ready = 1;
+  p->next_ready = E.ready;
+  E.ready = p;
+}
+
+static void start_pair(struct pair *p, struct pair **done_list) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = p};
+  p->next_active = E.active;
+  p->prev_active = NULL;
+  if (E.active) E.active->prev_active = p;
+  E.active = p;
+  if (epoll_ctl(E.epfd, EPOLL_CTL_ADD, p->plain, &ev) < 0 || epoll_ctl(E.epfd, EPOLL_CTL_ADD, p->sealed, &ev) < 0) {
+    p->code = "ENGINE_FAILED";
+    finish(p, done_list);
+    return;
+  }
+  mark_ready(p);
+}
+
+static void *engine_main(void *arg) {
+  (void)arg;
+  struct epoll_event evs[64];
+  for (;;) {
+    int n = epoll_wait(E.epfd, evs, 64, E.ready ? 0 : -1);
+    if (n < 0 && errno != EINTR) break;
+    struct pair *done_list = NULL;
+    int stop = 0;
+    for (int i = 0; i < n; i++) {
+      if (evs[i].data.ptr == NULL) {
+        uint64_t v;
+        if (read(E.evfd, &v, sizeof v) < 0) { /* nothing pending */
+        }
+        pthread_mutex_lock(&E.mu);
+        struct pair *adds = E.adds;
+        E.adds = NULL;
+        size_t na = E.n_aborts;
+        uint32_t *aborts = NULL;
+        if (na > 0) {
+          aborts = malloc(na * sizeof *aborts);
+          if (aborts) memcpy(aborts, E.aborts, na * sizeof *aborts);
+        }
+        E.n_aborts = 0;
+        stop = E.stop;
+        pthread_mutex_unlock(&E.mu);
+        /* adds were pushed newest first; start them oldest first */
+        struct pair *rev = NULL;
+        while (adds) {
+          struct pair *next = adds->next_cmd;
+          adds->next_cmd = rev;
+          rev = adds;
+          adds = next;
+        }
+        for (struct pair *p = rev, *next; p; p = next) {
+          next = p->next_cmd;
+          start_pair(p, &done_list);
+        }
+        for (size_t k = 0; aborts && k < na; k++) {
+          for (struct pair *p = E.active; p; p = p->next_active) {
+            if (p->id == aborts[k]) {
+              p->code = "ABORTED";
+              finish(p, &done_list);
+              break;
+            }
+          }
+        }
+        free(aborts);
+      } else {
+        mark_ready((struct pair *)evs[i].data.ptr);
+      }
+    }
+    if (stop) {
+      while (E.active) {
+        E.active->code = "ABORTED";
+        finish(E.active, &done_list);
+      }
+    }
+    struct pair *ready = E.ready;
+    E.ready = NULL;
+    while (ready) {
+      struct pair *p = ready;
+      ready = p->next_ready;
+      p->ready = 0;
+      step(p, &done_list);
+    }
+    while (done_list) {
+      struct pair *p = done_list;
+      done_list = p->next_done;
+      napi_call_threadsafe_function(E.done, p, napi_tsfn_blocking);
+    }
+    if (stop) break;
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------- JavaScript side */
+
+static void free_pair(struct pair *p) {
+  for (int i = 0; i < 2; i++) {
+    if (p->d[i].ctx) EVP_CIPHER_CTX_free(p->d[i].ctx);
+    free(p->d[i].buf);
+  }
+  free(p->pre_buf);
+  free(p);
+}
+
+static void call_done(napi_env env, napi_value cb, void *ctx, void *data) {
+  struct pair *p = data;
+  (void)ctx;
+  if (env != NULL && cb != NULL) {
+    napi_value argv[4], undef;
+    napi_create_uint32(env, p->id, &argv[0]);
+    napi_create_double(env, (double)p->d[UP].bytes, &argv[1]);
+    napi_create_double(env, (double)p->d[DOWN].bytes, &argv[2]);
+    napi_create_string_utf8(env, p->code ? p->code : "", NAPI_AUTO_LENGTH, &argv[3]);
+    napi_get_undefined(env, &undef);
+    if (p->counters_ref) napi_delete_reference(env, p->counters_ref);
+    p->counters_ref = NULL;
+    if (E.live > 0 && --E.live == 0) napi_unref_threadsafe_function(env, E.done);
+    napi_call_function(env, undef, cb, 4, argv, NULL);
+  }
+  free_pair(p);
+}
+
+static void stop_engine(void *arg) {
+  (void)arg;
+  if (!E.running) return;
+  uint64_t one = 1;
+  pthread_mutex_lock(&E.mu);
+  E.stop = 1;
+  pthread_mutex_unlock(&E.mu);
+  if (write(E.evfd, &one, sizeof one) < 0) { /* the thread is gone already */
+  }
+  pthread_join(E.thread, NULL);
+  E.running = 0;
+}
+
+static napi_value fail(napi_env env, const char *msg) {
+  napi_throw_error(env, "ERR_SEALED_PUMP", msg);
+  return NULL;
+}
+
+/* init(onDone): once per process. */
+static napi_value js_init(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], name;
+  napi_valuetype t;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_function) return fail(env, "init(onDone)");
+  if (E.running) return fail(env, "the sealed pump is already running in this process");
+  napi_create_string_utf8(env, "portico-sealed-pump", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_done, &E.done) != napi_ok) return fail(env, "cannot create the completion callback");
+  napi_unref_threadsafe_function(env, E.done);
+  E.epfd = epoll_create1(EPOLL_CLOEXEC);
+  E.evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (E.epfd < 0 || E.evfd < 0) return fail(env, "cannot create the engine's epoll or eventfd");
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  if (epoll_ctl(E.epfd, EPOLL_CTL_ADD, E.evfd, &ev) < 0) return fail(env, "cannot watch the engine's eventfd");
+  pthread_mutex_init(&E.mu, NULL);
+  if (pthread_create(&E.thread, NULL, engine_main, NULL) != 0) return fail(env, "cannot start the engine thread");
+  E.running = 1;
+  napi_add_env_cleanup_hook(env, stop_engine, NULL);
+  return NULL;
+}
+
+static int get_bytes(napi_env env, napi_value v, size_t want, const unsigned char **out) {
+  bool is;
+  void *data;
+  size_t len;
+  if (napi_is_buffer(env, v, &is) != napi_ok || !is) return -1;
+  if (napi_get_buffer_info(env, v, &data, &len) != napi_ok || len != want) return -1;
+  *out = data;
+  return 0;
+}
+
+/*
+ * add(id, plainFd, sealedFd, upKey16, upPrefix4, downKey16, downPrefix4, unitBytes, preload|null, counters)
+ * "up" seals plain -> sealed, "down" opens sealed -> plain.
+ */
+static napi_value js_add(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  uint32_t id;
+  int32_t plain, sealed, unit;
+  const unsigned char *keys[2], *prefixes[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (!E.running) return fail(env, "init() first");
+  if (argc != 10 || napi_get_value_uint32(env, argv[0], &id) != napi_ok || napi_get_value_int32(env, argv[1], &plain) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &sealed) != napi_ok || get_bytes(env, argv[3], 16, &keys[UP]) < 0 || get_bytes(env, argv[4], 4, &prefixes[UP]) < 0 ||
+      get_bytes(env, argv[5], 16, &keys[DOWN]) < 0 || get_bytes(env, argv[6], 4, &prefixes[DOWN]) < 0 || napi_get_value_int32(env, argv[7], &unit) != napi_ok ||
+      unit < 1024 || (uint32_t)unit > UNIT_MAX || plain < 0 || sealed < 0)
+    return fail(env, "add(id, plainFd, sealedFd, upKey(16), upPrefix(4), downKey(16), downPrefix(4), unitBytes 1024..1 MiB, preload|null, Float64Array(2))");
+  bool is_ta;
+  napi_typedarray_type tat;
+  size_t tlen;
+  void *tdata;
+  if (napi_is_typedarray(env, argv[9], &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, argv[9], &tat, &tlen, &tdata, NULL, NULL) != napi_ok || tat != napi_float64_array || tlen != 2)
+    return fail(env, "counters must be a Float64Array(2)");
+  struct pair *p = calloc(1, sizeof *p);
+  if (!p) return fail(env, "out of memory");
+  p->id = id;
+  p->unit = (size_t)unit;
+  p->counters = tdata;
+  p->plain = -1;
+  p->sealed = -1;
+  napi_valuetype pt;
+  napi_typeof(env, argv[8], &pt);
+  if (pt != napi_null && pt != napi_undefined) {
+    bool isb;
+    void *data;
+    size_t len;
+    if (napi_is_buffer(env, argv[8], &isb) != napi_ok || !isb || napi_get_buffer_info(env, argv[8], &data, &len) != napi_ok) {
+      free_pair(p);
+      return fail(env, "preload must be a Buffer or null");
+    }
+    if (len > 0) {
+      p->pre_buf = malloc(len);
+      if (!p->pre_buf) {
+        free_pair(p);
+        return fail(env, "out of memory");
+      }
+      memcpy(p->pre_buf, data, len);
+      p->pre = p->pre_buf;
+      p->pre_len = len;
+    }
+  }
+  for (int i = 0; i < 2; i++) {
+    struct dir *d = &p->d[i];
+    d->ctx = EVP_CIPHER_CTX_new();
+    memcpy(d->prefix, prefixes[i], 4);
+    int ok = d->ctx &&
+             (i == UP ? EVP_EncryptInit_ex(d->ctx, EVP_aes_128_gcm(), NULL, keys[i], NULL) : EVP_DecryptInit_ex(d->ctx, EVP_aes_128_gcm(), NULL, keys[i], NULL));
+    if (!ok) {
+      free_pair(p);
+      return fail(env, "cannot set up AES-128-GCM");
+    }
+  }
+  p->plain = fcntl(plain, F_DUPFD_CLOEXEC, 0);
+  p->sealed = fcntl(sealed, F_DUPFD_CLOEXEC, 0);
+  if (p->plain < 0 || p->sealed < 0) {
+    if (p->plain >= 0) close(p->plain);
+    if (p->sealed >= 0) close(p->sealed);
+    free_pair(p);
+    return fail(env, "cannot take over the sockets (dup failed)");
+  }
+  /* libuv made them non-blocking; the engine relies on that. */
+  fcntl(p->plain, F_SETFL, fcntl(p->plain, F_GETFL) | O_NONBLOCK);
+  fcntl(p->sealed, F_SETFL, fcntl(p->sealed, F_GETFL) | O_NONBLOCK);
+  p->d[UP].in = p->plain;
+  p->d[UP].out = p->sealed;
+  p->d[DOWN].in = p->sealed;
+  p->d[DOWN].out = p->plain;
+  napi_create_reference(env, argv[9], 1, &p->counters_ref);
+  if (E.live++ == 0) napi_ref_threadsafe_function(env, E.done);
+  uint64_t one = 1;
+  pthread_mutex_lock(&E.mu);
+  p->next_cmd = E.adds;
+  E.adds = p;
+  pthread_mutex_unlock(&E.mu);
+  if (write(E.evfd, &one, sizeof one) < 0) { /* counter saturated: the engine is awake anyway */
+  }
+  return NULL;
+}
+
+/* abort(id): the pair ends with a reset on both sockets (no-op when already finished). */
+static napi_value js_abort(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  uint32_t id;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 1 || napi_get_value_uint32(env, argv[0], &id) != napi_ok) return fail(env, "abort(id)");
+  if (!E.running) return NULL;
+  uint64_t one = 1;
+  pthread_mutex_lock(&E.mu);
+  if (E.n_aborts == E.cap_aborts) {
+    size_t cap = E.cap_aborts ? E.cap_aborts * 2 : 16;
+    uint32_t *a = realloc(E.aborts, cap * sizeof *a);
+    if (!a) {
+      pthread_mutex_unlock(&E.mu);
+      return fail(env, "out of memory");
+    }
+    E.aborts = a;
+    E.cap_aborts = cap;
+  }
+  E.aborts[E.n_aborts++] = id;
+  pthread_mutex_unlock(&E.mu);
+  if (write(E.evfd, &one, sizeof one) < 0) {
+  }
+  return NULL;
+}
+
+/* live(): pairs added and not yet reported done. */
+static napi_value js_live(napi_env env, napi_callback_info info) {
+  napi_value v;
+  (void)info;
+  napi_create_uint32(env, E.live, &v);
+  return v;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
+      {"add", NULL, js_add, NULL, NULL, NULL, napi_default, NULL},
+      {"abort", NULL, js_abort, NULL, NULL, NULL, napi_default, NULL},
+      {"live", NULL, js_live, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,181 @@
+/**
+ * The sealed data path's engine (native/sealed_pump.c) seen from
+ * JavaScript: hand it a plain socket and a sealed data connection with the
+ * pair's keys, and it moves their bytes on its own thread until both
+ * directions ended (or one failed). Loaded once per process; `null` where
+ * the addon was not built (shared/sealed/index.ts says why), and then every
+ * stream stays on the TLS mux.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { PorticoError } from '../errors.js';
+
+/** Payload bytes per sealed unit (the receiver refuses larger units). */
+export const SEALED_UNIT_BYTES = 256 * 1024;
+
+/** One direction's AES-128-GCM key and 4-byte nonce prefix. */
+export interface DirectionKey {
+  key: Buffer;
+  prefix: Buffer;
+}
+
+export interface PairKeys {
+  /** plain -> sealed (what this side seals). */
+  up: DirectionKey;
+  /** sealed -> plain (what this side opens). */
+  down: DirectionKey;
+}
+
+export interface PairResult {
+  /** Plaintext bytes read from the plain socket and sealed. */
+  up: number;
+  /** Plaintext bytes opened and written to the plain socket. */
+  down: number;
+  /** '' when both directions ended cleanly; else why the pair was reset (e.g. TRUNCATED, BAD_TAG, ABORTED). */
+  code: string;
+}
+
+interface Addon {
+  init(onDone: (id: number, up: number, down: number, code: string) => void): void;
+  add(id: number, plain: number, sealed: number, upKey: Buffer, upPrefix: Buffer, downKey: Buffer, downPrefix: Buffer, unit: number, preload: Buffer | null, counters: Float64Array): void;
+  abort(id: number): void;
+  live(): number;
+}
+
+/** A plain socket and a data connection being pumped. */
+export class SealedPair {
+  private readonly counters = new Float64Array(2);
+  private finished: PairResult | null = null;
+  readonly done: Promise<PairResult>;
+  private resolve!: (r: PairResult) => void;
+
+  constructor(
+    readonly id: number,
+    private readonly addon: Addon,
+  ) {
+    this.done = new Promise((res) => (this.resolve = res));
+  }
+
+  /** Bytes sealed so far (plain -> sealed). */
+  get up(): number {
+    return this.finished ? this.finished.up : this.counters[0]!;
+  }
+
+  /** Bytes opened and written so far (sealed -> plain). */
+  get down(): number {
+    return this.finished ? this.finished.down : this.counters[1]!;
+  }
+
+  get ended(): boolean {
+    return this.finished !== null;
+  }
+
+  /** Resets both sockets (no-op once ended). */
+  abort(): void {
+    if (!this.finished) this.addon.abort(this.id);
+  }
+
+  /** @internal */
+  countersArray(): Float64Array {
+    return this.counters;
+  }
+
+  /** @internal */
+  settle(r: PairResult): void {
+    this.finished = r;
+    this.resolve(r);
+  }
+}
+
+export class SealedEngine {
+  private readonly pairs = new Map<number, SealedPair>();
+  private nextId = 1;
+
+  constructor(private readonly addon: Addon) {
+    addon.init((id, up, down, code) => {
+      const pair = this.pairs.get(id);
+      if (!pair) return;
+      this.pairs.delete(id);
+      pair.settle({ up, down, code });
+    });
+  }
+
+  /** Pairs handed over and not yet ended (tests check it is back to 0). */
+  get live(): number {
+    return this.pairs.size;
+  }
+
+  /**
+   * Hands `plain` and `sealed` to the engine. Neither may have been read
+   * by Node past `preload` (bytes already read off `sealed`): both are
+   * paused here and their reading stopped. The sockets stay open in Node
+   * until the pair ends; the caller destroys them then (and a caller that
+   * destroys one earlier should abort the pair).
+   */
+  add(plain: net.Socket, sealed: net.Socket, keys: PairKeys, preload: Buffer | null = null): SealedPair {
+    const plainFd = takeOver(plain);
+    const sealedFd = takeOver(sealed);
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xffff_fff0 ? 1 : this.nextId + 1;
+    const pair = new SealedPair(id, this.addon);
+    this.addon.add(id, plainFd, sealedFd, keys.up.key, keys.up.prefix, keys.down.key, keys.down.prefix, SEALED_UNIT_BYTES, preload && preload.length > 0 ? preload : null, pair.countersArray());
+    this.pairs.set(id, pair);
+    return pair;
+  }
+}
+
+/**
+ * Stops Node reading a socket and returns its descriptor. A socket whose
+ * readable buffer holds bytes cannot be handed over (they would be lost).
+ */
+function takeOver(sock: net.Socket): number {
+  const handle = stopReading(sock);
+  if (!handle || typeof handle.fd !== 'number' || handle.fd < 0) throw new PorticoError('INTERNAL', 'socket has no descriptor to hand to the sealed engine');
+  if (sock.readableLength > 0) throw new PorticoError('INTERNAL', 'socket has unread bytes in Node; cannot hand it to the sealed engine');
+  return handle.fd;
+}
+
+type RawHandle = { fd?: number; reading?: boolean; readStop?: () => number };
+
+/** Pauses `sock` and stops libuv reading it now (pause() alone lets one more read land in Node's buffer). */
+export function stopReading(sock: net.Socket): RawHandle | undefined {
+  sock.pause();
+  const handle = (sock as unknown as { _handle?: RawHandle })._handle;
+  if (handle?.reading) {
+    handle.reading = false;
+    handle.readStop?.();
+  }
+  return handle;
+}
+
+let loaded: { engine: SealedEngine | null; problem: string } | undefined;
+
+/** The addon's path: built by scripts/build-native.mjs next to the compiled JavaScript. */
+export function addonPath(): string {
+  return fileURLToPath(new URL('../../native/portico_sealed.node', import.meta.url));
+}
+
+/** The process's engine, or null with the reason (`sealedProblem()`). PORTICO_NATIVE=0 turns it off. */
+export function sealedEngine(): SealedEngine | null {
+  loaded ??= load();
+  return loaded.engine;
+}
+
+export function sealedProblem(): string {
+  loaded ??= load();
+  return loaded.problem;
+}
+
+function load(): { engine: SealedEngine | null; problem: string } {
+  if (process.env.PORTICO_NATIVE === '0') return { engine: null, problem: 'turned off (PORTICO_NATIVE=0)' };
+  const file = addonPath();
+  if (!existsSync(file)) return { engine: null, problem: `not built (${file} missing; npm run build compiles it where a C compiler and Node's headers exist)` };
+  try {
+    const addon = createRequire(import.meta.url)(file) as Addon;
+    return { engine: new SealedEngine(addon), problem: '' };
+  } catch (err) {
+    return { engine: null, problem: `cannot load ${file}: ${(err as Error).message}` };
+  }
+}
