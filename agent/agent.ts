@@ -19,6 +19,7 @@ import { sendOpenError } from './proxies/open-result.js';
 import type { Tunnel } from './connect.js';
 import { connectTunnel } from './connect.js';
 import { HealthChecker } from './health/checker.js';
+import type { SealedDataPath } from './proxies/types.js';
 
 /** Errors after which retrying cannot help: the agent exits 2. */
 const FATAL: ReadonlySet<ErrorCode> = new Set(['UNAUTHORIZED', 'TOKEN_REVOKED', 'VERSION_UNSUPPORTED', 'CONFIG_INVALID', 'SESSION_REPLACED']);
@@ -59,7 +60,7 @@ export class Agent extends EventEmitter {
     const relay = `${this.config.relay.host}:${this.config.relay.port}`;
     while (!this.stopped) {
       try {
-        const tunnel = await connectTunnel(this.config, (s) => this.onStream(s));
+        const tunnel = await connectTunnel(this.config, (s, sealed) => this.onStream(s, sealed));
         if (this.stopped) {
           tunnel.mux.destroy();
           break;
@@ -163,7 +164,7 @@ export class Agent extends EventEmitter {
     for (const line of endpointLines(w.mappings, this.config.localHost)) this.out(line);
   }
 
-  private onStream(stream: MuxStream): void {
+  private onStream(stream: MuxStream, sealedPath: () => SealedDataPath | undefined): void {
     stream.on('error', () => undefined);
     readFrame(stream, HEADER_TIMEOUT_MS).then(
       (buf) => {
@@ -184,7 +185,8 @@ export class Agent extends EventEmitter {
           sendOpenError(stream, 'PROTOCOL_ERROR', `stream kind ${header.kind} is not supported by this agent`);
           return;
         }
-        handler(stream, header, mapping, { localHost: this.config.localHost, serverId: this.serverId, logger: this.logger, dialTimeout: DIAL_TIMEOUT_MS });
+        const sealed = sealedPath();
+        handler(stream, header, mapping, { localHost: this.config.localHost, serverId: this.serverId, logger: this.logger, dialTimeout: DIAL_TIMEOUT_MS, ...(sealed ? { sealed } : {}) });
       },
       () => stream.destroy(),
     );

@@ -14,6 +14,11 @@ import { wsClientTransport } from '../shared/transport/websocket.js';
 import type { ClientTransport, TransportName } from '../shared/transport/transport.js';
 import type { AgentConfig } from '../shared/config/types.js';
 import { VERSION } from '../shared/version.js';
+import net from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { sealedEngine, type SealedEngine } from '../shared/sealed/engine.js';
+import { streamSecrets } from '../shared/sealed/keys.js';
+import type { SealedDataPath } from './proxies/types.js';
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Protocol, type Welcome } from '../proto/index.js';
 
 export interface Tunnel {
@@ -21,6 +26,8 @@ export interface Tunnel {
   control: ControlChannel;
   welcome: Welcome;
   remoteAddress: string;
+  /** Raw TCP streams' bytes go over sealed data connections (the relay asked, and this agent can). */
+  sealed?: SealedDataPath;
 }
 
 const CONNECT_TIMEOUT_MS = 15_000;
@@ -28,7 +35,8 @@ const CONNECT_TIMEOUT_MS = 15_000;
 /** Client transports by name; the mux above never knows which one it runs on. */
 const clientTransports = { tls: tlsClientTransport, websocket: wsClientTransport } satisfies Record<TransportName, ClientTransport>;
 
-export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream) => void): Promise<Tunnel> {
+/** `sealed()` is the tunnel's sealed data path once Welcome asked for it (streams come only after Welcome). */
+export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream, sealed: () => SealedDataPath | undefined) => void): Promise<Tunnel> {
   const socket = await clientTransports[config.transport ?? 'tls'].dial({
     host: config.relay.host,
     port: config.relay.port,
@@ -39,12 +47,16 @@ export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream
     timeout: CONNECT_TIMEOUT_MS,
     path: config.relayPath,
   } as Parameters<typeof wsClientTransport.dial>[0]);
+  // Sealed data connections need the engine and a TLS session to derive their keys from.
+  const engine = sealedEngine();
+  const tlsSocket = socket instanceof TLSSocket ? socket : null;
+  let sealed: SealedDataPath | undefined;
   const mux = new MuxSession(socket, {
     isClient: true,
     maxStreamWindow: config.streamWindow,
     keepaliveInterval: config.keepaliveInterval,
     keepaliveTimeout: config.keepaliveTimeout,
-    onStream,
+    onStream: (s) => onStream(s, () => sealed),
   });
   mux.on('error', () => undefined);
   const control = new ControlChannel(mux.open(), CONNECT_TIMEOUT_MS);
@@ -57,6 +69,7 @@ export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream
         agentVersion: VERSION,
         hostname: os.hostname(),
         localHost: config.localHost,
+        sealedData: engine !== null && tlsSocket !== null,
         mappings: config.mappings.map((m) => ({
           internalPort: m.internalPort,
           externalPort: m.externalPort ?? 0,
@@ -69,9 +82,26 @@ export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream
       },
     });
     if (!('welcome' in reply) || !reply.welcome) throw new PorticoError('PROTOCOL_ERROR', 'relay answered hello without a welcome');
-    return { mux, control, welcome: reply.welcome, remoteAddress: config.relay.host };
+    const tunnel: Tunnel = { mux, control, welcome: reply.welcome, remoteAddress: config.relay.host };
+    if (reply.welcome.sealedData && engine && tlsSocket) tunnel.sealed = sealed = sealedPath(engine, tlsSocket);
+    return tunnel;
   } catch (err) {
     mux.destroy();
     throw err;
   }
+}
+
+/** Data connections go to the address the tunnel itself reached (the same relay, not another A record). */
+function sealedPath(engine: SealedEngine, tls: TLSSocket): SealedDataPath {
+  const host = tls.remoteAddress!;
+  const port = tls.remotePort!;
+  return {
+    engine,
+    secrets: (id) => streamSecrets(tls, id),
+    dial: () => {
+      const s = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 });
+      s.pause();
+      return s;
+    },
+  };
 }

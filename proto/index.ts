@@ -71,6 +71,7 @@ export interface Hello {
   hostname?: string;
   mappings?: MappingSpec[];
   localHost?: string;
+  sealedData?: boolean;
 }
 
 export interface Welcome {
@@ -84,6 +85,7 @@ export interface Welcome {
   sessionId?: string;
   relayVersion?: string;
   rejected?: ErrorMsg[];
+  sealedData?: boolean;
 }
 
 export interface MappingsUpdate {
@@ -129,6 +131,7 @@ export interface StreamHeader {
   clientAddress?: string;
   clientPort?: number;
   publicPort?: number;
+  sealedId?: Uint8Array;
 }
 
 export interface OpenResult {

@@ -109,6 +109,13 @@ export const metrics = {
     labelNames: ['server', 'mapping'] as const,
     registers: [registry],
   }),
+  /** Sealed data connections (docs/native-data-path.md): taken for a stream, or refused (unknown id, wrong proof, not a preamble). */
+  sealedConnections: new Counter({
+    name: 'portico_sealed_connections_total',
+    help: 'Sealed data connections on the tunnel port, by result (accepted, refused)',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  }),
 };
 
 /** The text exposition of every metric. */

@@ -32,6 +32,8 @@ import type { ErrorMsg } from '../proto/index.js';
 import type { RelayHooks, ServerStatus } from './api/types.js';
 import { Observability } from './observability.js';
 import { loadOrCreateMetricsKeyHash, registerMetricsRoute } from './stats/metrics-route.js';
+import { SealedRendezvous } from './sealed/rendezvous.js';
+import { sealedEngine, sealedProblem } from '../shared/sealed/engine.js';
 
 /** How long an earlier agent connection of a server has to send anything (a pong, data) after a ping when a new one arrives. */
 const LIVENESS_PING_MS = 3_000;
@@ -67,6 +69,8 @@ export class Relay implements RelayHooks {
   /** The tail of each server's chain of agent handshakes (perServer). */
   private readonly handshakes = new Map<string, Promise<void>>();
   readonly obs: Observability;
+  /** Where sealed data connections meet their streams; null when tunnel.sealed_data is off or the engine is not built. */
+  readonly sealed: SealedRendezvous | null;
 
   private constructor(
     readonly config: RelayConfig,
@@ -77,7 +81,9 @@ export class Relay implements RelayHooks {
   ) {
     // Health, replicas, usage statistics and metrics (relay/observability.ts).
     this.obs = new Observability({ config, logger, store, registry: this.registry });
-    const deps = { config, logger, registry: this.registry, loopGuard: this.loopGuard, obs: this.obs };
+    this.sealed = config.tunnel.sealedData && sealedEngine() ? new SealedRendezvous(logger, config.tunnel.handshakeTimeout) : null;
+    if (config.tunnel.sealedData && !this.sealed) logger.info(`sealed data path ${sealedProblem()}; raw TCP streams ride the TLS mux`);
+    const deps = { config, logger, registry: this.registry, loopGuard: this.loopGuard, obs: this.obs, ...(this.sealed ? { sealed: this.sealed } : {}) };
     this.publishers = Object.values(relayPublishers).map((make) => make(deps));
     this.registry.on('offline', (s: AgentSession) => {
       s.logger.info('agent offline');
@@ -122,12 +128,13 @@ export class Relay implements RelayHooks {
       serialize: (serverId, fn) => this.perServer(serverId, fn),
       confirmPeers: async (serverId) => (await Promise.all(this.registry.peersOf(serverId).map((o) => this.stillAlive(o)))).filter(Boolean).length,
       declarations: this.declarations,
+      sealed: this.sealed !== null,
     });
 
   private async listen(): Promise<void> {
     const { config, logger } = this;
     this.tunnel = await tlsServerTransport.listen(
-      { host: config.tunnel.listen.host, port: config.tunnel.listen.port, cert: this.tls.cert, key: this.tls.key, handshakeTimeout: config.tunnel.handshakeTimeout, maxPendingPerIp: config.tunnel.maxPendingPerIp },
+      { host: config.tunnel.listen.host, port: config.tunnel.listen.port, cert: this.tls.cert, key: this.tls.key, handshakeTimeout: config.tunnel.handshakeTimeout, maxPendingPerIp: config.tunnel.maxPendingPerIp, ...(this.sealed ? { onSealed: this.sealed.accept.bind(this.sealed) } : {}) },
       this.onAgentConnection,
       (err, peer) => {
         const fields = { peer: peer ? `${peer.remoteAddress}:${peer.remotePort}` : undefined, err: err.message };

@@ -4,9 +4,15 @@ import { splice } from '../../shared/util/splice.js';
 import { SocketReader, withReader } from '../../shared/util/socket-reader.js';
 import { nothingListeningMessage, sendOpenError, sendOpenOk } from './open-result.js';
 import type { AgentStreamHandler } from './types.js';
+import { sealedTcp } from './tcp-sealed.js';
 
-export const tcpHandler: AgentStreamHandler = (stream, _header, mapping, ctx) => {
+export const tcpHandler: AgentStreamHandler = (stream, header, mapping, ctx) => {
   const port = mapping.internalPort;
+  if (header.sealedId && header.sealedId.length > 0) {
+    if (ctx.sealed) sealedTcp(stream, header, port, ctx, ctx.sealed);
+    else sendOpenError(stream, 'PROTOCOL_ERROR', 'the relay asked for a sealed data connection this agent did not offer');
+    return;
+  }
   // Read through our own (growing) buffers: a bulk download becomes 256 KiB mux bursts.
   const reader = new SocketReader();
   const sock = net.connect(withReader({ host: ctx.localHost, port, allowHalfOpen: true, noDelay: true }, reader));

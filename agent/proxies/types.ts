@@ -2,6 +2,18 @@
 import type { MuxStream } from '../../shared/mux/index.js';
 import type { Logger } from '../../shared/logging.js';
 import type { MappingMsg, StreamHeader } from '../../proto/index.js';
+import type net from 'node:net';
+import type { SealedEngine } from '../../shared/sealed/engine.js';
+import type { StreamSecrets } from '../../shared/sealed/keys.js';
+
+/** What the agent needs for sealed data connections (when the relay asked for them in Welcome). */
+export interface SealedDataPath {
+  engine: SealedEngine;
+  /** Secrets of stream `id`, from the tunnel's TLS session. */
+  secrets(id: Buffer): StreamSecrets;
+  /** A new TCP connection to the relay's tunnel address, paused (never read by Node). */
+  dial(): net.Socket;
+}
 
 export interface AgentStreamContext {
   localHost: string;
@@ -9,6 +21,8 @@ export interface AgentStreamContext {
   logger: Logger;
   /** Connect timeout for local dials (ms). */
   dialTimeout: number;
+  /** Set when the relay takes sealed data connections from this agent. */
+  sealed?: SealedDataPath;
 }
 
 export type AgentStreamHandler = (stream: MuxStream, header: StreamHeader, mapping: MappingMsg, ctx: AgentStreamContext) => void;

@@ -12,6 +12,8 @@ import type { ResolvedMapping } from '../mappings/resolve.js';
 import type { PortPublisher, PublishProblem, PublisherDeps } from './types.js';
 import { rawIpAllowed } from '../access/raw.js';
 import type { TcpTarget } from '../observability.js';
+import { sealedEngine } from '../../shared/sealed/engine.js';
+import { openSealed } from './tcp-sealed.js';
 
 /** How long the agent has to answer a stream header with its open-result. */
 const OPEN_TIMEOUT_MS = 15_000;
@@ -154,10 +156,35 @@ class TcpPublisher implements PortPublisher {
       sock.resetAndDestroy();
       return;
     }
+    const header = { mappingId: dest.mapping.id, internalPort: dest.mapping.internalPort, kind: StreamKind.TCP, clientAddress, clientPort, publicPort: port };
+    const engine = this.deps.sealed && dest.session.sealed ? sealedEngine() : null;
+    if (engine && this.deps.sealed) {
+      // The bytes go over a sealed data connection, moved by the native engine (tcp-sealed.ts).
+      reader?.dispose();
+      let live: ReturnType<NonNullable<typeof obs>['tcpOpened']> | undefined;
+      let ended = false;
+      const counted = openSealed({
+        sock,
+        session: dest.session,
+        header,
+        engine,
+        rendezvous: this.deps.sealed,
+        loopGuard,
+        logger,
+        timeoutMs: OPEN_TIMEOUT_MS,
+        onClosed: () => {
+          ended = true;
+          if (live) obs?.connectionClosed(live);
+        },
+      });
+      live = obs?.tcpOpened(dest.session.serverId, dest.mapping.id, clientAddress, counted);
+      if (ended && live) obs?.connectionClosed(live); // refused at once
+      return;
+    }
     let opened;
     try {
       opened = dest.session.open(
-        { mappingId: dest.mapping.id, internalPort: dest.mapping.internalPort, kind: StreamKind.TCP, clientAddress, clientPort, publicPort: port },
+        header,
         OPEN_TIMEOUT_MS,
       );
     } catch {

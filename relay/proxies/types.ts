@@ -6,6 +6,7 @@ import type { RelayConfig } from '../../shared/config/types.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import type { LoopGuard } from './loop-guard.js';
 import type { Observability } from '../observability.js';
+import type { SealedRendezvous } from '../sealed/rendezvous.js';
 
 export interface PublishProblem {
   port: number;
@@ -36,6 +37,8 @@ export interface PublisherDeps {
   loopGuard: LoopGuard;
   /** Replicas, health gate and usage statistics (relay/observability.ts). */
   obs?: Observability;
+  /** Sealed data connections (relay/sealed/rendezvous.ts); absent: every stream rides the mux. */
+  sealed?: SealedRendezvous;
 }
 
 export type PublisherFactory = (deps: PublisherDeps) => PortPublisher;

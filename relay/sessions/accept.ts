@@ -5,6 +5,8 @@
  * wrong ends only this connection, with an Error naming the reason.
  */
 import { randomUUID } from 'node:crypto';
+import { TLSSocket } from 'node:tls';
+import { streamSecrets } from '../../shared/sealed/keys.js';
 import type { Duplex } from 'node:stream';
 import { PorticoError, isPorticoError } from '../../shared/errors.js';
 import { ControlChannel, errorBody } from '../../shared/control/channel.js';
@@ -43,6 +45,8 @@ export interface AcceptDeps {
   declarations?: Map<string, { key: string; rejected: ErrorMsg[] }>;
   /** Runs `fn` after every earlier call for the same server has finished (one handshake per server at a time). */
   serialize?<T>(serverId: string, fn: () => Promise<T>): Promise<T>;
+  /** The relay takes sealed data connections (tunnel.sealed_data on and the engine built). */
+  sealed?: boolean;
 }
 
 const runNow = <T>(_key: string, fn: () => Promise<T>): Promise<T> => fn();
@@ -160,6 +164,8 @@ export function acceptAgent(conn: Duplex, peer: PeerInfo, deps: AcceptDeps): voi
           hostname: clip(hello.hostname),
           localHost,
           canLoop: isLocalAddress(peer.remoteAddress) && bindCovers(config.ports.bind, localHost),
+          // Sealed data connections: both sides can, and the keys come from this TLS session.
+          sealed: deps.sealed && hello.sealedData && conn instanceof TLSSocket ? (id) => streamSecrets(conn, id) : null,
           logger: log.child({ server: server.id }),
           config,
         });
@@ -177,12 +183,13 @@ export function acceptAgent(conn: Duplex, peer: PeerInfo, deps: AcceptDeps): voi
               sessionId: session.id,
               relayVersion: deps.relayVersion,
               rejected,
+              sealedData: session.sealed !== null,
             },
           },
           replyTo,
         );
         session.markReady();
-        session.logger.info({ agentVersion: session.agentVersion, hostname: session.hostname, mappings: mappings.length, rejected: rejected.length }, 'agent online');
+        session.logger.info({ agentVersion: session.agentVersion, hostname: session.hostname, mappings: mappings.length, rejected: rejected.length, sealedData: session.sealed !== null }, 'agent online');
       });
     } catch (err) {
       const e = isPorticoError(err) ? err : new PorticoError('INTERNAL', 'internal error during handshake');

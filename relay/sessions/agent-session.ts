@@ -17,6 +17,7 @@ import type { ServerRecord } from '../store/store.js';
 import type { ResolvedMapping } from '../mappings/resolve.js';
 import { httpsUrls, rawUrl } from '../mappings/urls.js';
 import { healthEnabled } from '../health/registry.js';
+import type { StreamSecrets } from '../../shared/sealed/keys.js';
 
 export interface AgentSessionInit {
   id: string;
@@ -30,6 +31,8 @@ export interface AgentSessionInit {
   localHost: string;
   /** The agent runs on this host and its local_host is reachable on the relay's public bind address. */
   canLoop: boolean;
+  /** Secrets of a sealed stream with this id, when the agent takes sealed data connections (docs/native-data-path.md). */
+  sealed?: ((id: Buffer) => StreamSecrets) | null;
   logger: Logger;
   config: RelayConfig;
 }
@@ -49,6 +52,7 @@ export class AgentSession extends EventEmitter {
   readonly hostname: string;
   readonly localHost: string;
   readonly canLoop: boolean;
+  readonly sealed: ((id: Buffer) => StreamSecrets) | null;
   readonly connectedAt = new Date();
   readonly logger: Logger;
   server: ServerRecord;
@@ -70,6 +74,7 @@ export class AgentSession extends EventEmitter {
     this.hostname = init.hostname;
     this.localHost = init.localHost;
     this.canLoop = init.canLoop;
+    this.sealed = init.sealed ?? null;
     this.logger = init.logger;
     this.config = init.config;
     // The agent ending its control stream means it is leaving: finish open streams, then close.

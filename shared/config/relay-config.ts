@@ -13,6 +13,7 @@ import {
   deepFreeze,
   formatHostPort,
   isHostname,
+  parseBoolean,
   parseDuration,
   parseHost,
   parseHostPort,
@@ -41,6 +42,7 @@ export const RELAY_CONFIG_SHAPE = {
     keepalive_timeout: LEAF,
     handshake_timeout: LEAF,
     max_pending_per_ip: LEAF,
+    sealed_data: LEAF,
   },
   ports: { bind: LEAF, range: LEAF, per_server: LEAF, reserved: LEAF },
   mappings: { max_per_server: LEAF, reserved_internal_ports: LEAF },
@@ -74,6 +76,7 @@ export const RELAY_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze({
   'tunnel.keepalive_timeout': '30s',
   'tunnel.handshake_timeout': '10s',
   'tunnel.max_pending_per_ip': 64,
+  'tunnel.sealed_data': true,
   'ports.bind': '0.0.0.0',
   'ports.range': '20000-39999',
   'ports.per_server': 20,
@@ -213,6 +216,7 @@ export function loadRelayConfig(opts: LoadRelayConfigOptions): RelayConfig {
     keepaliveTimeout: duration('tunnel.keepalive_timeout'),
     handshakeTimeout: duration('tunnel.handshake_timeout'),
     maxPendingPerIp: val('tunnel.max_pending_per_ip', (v) => parseInteger(v, { min: 1, max: 1_000_000 })),
+    sealedData: val('tunnel.sealed_data', parseBoolean),
   };
   const ports = {
     bind: val('ports.bind', parseHost),

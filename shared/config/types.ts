@@ -31,6 +31,8 @@ export interface RelayConfig {
     handshakeTimeout: number;
     /** TCP connections from one IP address still in the TLS handshake at once; more are closed at accept. */
     maxPendingPerIp: number;
+    /** Raw TCP streams of agents that can carry their bytes on sealed data connections (docs/native-data-path.md). */
+    sealedData: boolean;
   };
   ports: {
     bind: string;

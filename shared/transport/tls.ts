@@ -25,10 +25,15 @@ export const MODERN_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
+/** The first byte of every TLS connection: a handshake record. */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
 export const tlsServerTransport: ServerTransport = {
   name: 'tls',
   listen(opts: ListenOptions, onConnection, onError): Promise<TransportListener> {
-    const server = tls.createServer({
+    // The TLS server never listens itself: the plain server below accepts, looks at the first
+    // byte (a sealed data connection is not TLS) and hands TLS connections over.
+    const tlsServer = tls.createServer({
       cert: opts.cert,
       key: opts.key,
       minVersion: 'TLSv1.2',
@@ -38,22 +43,46 @@ export const tlsServerTransport: ServerTransport = {
       // The mux does its own half-close; keep the TCP side simple.
       allowHalfOpen: false,
     });
+    const server = net.createServer();
     const pending = opts.maxPendingPerIp ? new PendingHandshakes(opts.maxPendingPerIp) : null;
-    if (pending) {
-      server.on('connection', (raw: net.Socket) => {
-        if (pending.admit(raw)) return;
+    server.on('connection', (raw: net.Socket) => {
+      if (pending && !pending.admit(raw)) {
         raw.destroy();
         onError(new PorticoError('RATE_LIMITED', `more than ${opts.maxPendingPerIp} connections from ${raw.remoteAddress ?? '?'} in the TLS handshake at once; closed`), { remoteAddress: raw.remoteAddress ?? '', remotePort: raw.remotePort ?? 0, transport: 'tls' });
+        return;
+      }
+      const onSealed = opts.onSealed;
+      if (!onSealed) {
+        tlsServer.emit('connection', raw);
+        return;
+      }
+      // Sniff the first bytes (within the handshake timeout), then either hand the socket to TLS
+      // with those bytes put back, or to the sealed data path.
+      const timer = setTimeout(() => raw.destroy(), opts.handshakeTimeout);
+      const onClose = () => clearTimeout(timer);
+      raw.once('close', onClose);
+      raw.on('error', () => undefined);
+      raw.once('data', (first: Buffer) => {
+        clearTimeout(timer);
+        raw.off('close', onClose);
+        raw.pause();
+        if (first[0] !== TLS_HANDSHAKE_RECORD) {
+          const key = keyOf(raw);
+          onSealed(raw, first, () => pending?.done(key));
+          return;
+        }
+        raw.unshift(first);
+        tlsServer.emit('connection', raw);
       });
-    }
-    server.on('secureConnection', (socket: tls.TLSSocket) => {
+    });
+    tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
       pending?.done(keyOf(socket));
       socket.setNoDelay(true);
       socket.setKeepAlive(true, SOCKET_KEEPALIVE_MS);
       const peer: PeerInfo = { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, transport: 'tls' };
       onConnection(socket, peer);
     });
-    server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+    tlsServer.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
       onError(err, { remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0, transport: 'tls' });
       socket.destroy();
     });

@@ -29,6 +29,13 @@ export interface ListenOptions {
   handshakeTimeout: number;
   /** Connections from one IP address still in the TLS handshake at once; more are closed at accept (default: no cap). */
   maxPendingPerIp?: number;
+  /**
+   * Connections whose first byte is not a TLS record's (0x16) go here with
+   * what was read of them: the sealed data connections
+   * (relay/sealed/rendezvous.ts). `settled` ends their count against
+   * maxPendingPerIp. Without it every connection is TLS.
+   */
+  onSealed?: (raw: import('node:net').Socket, first: Buffer, settled: () => void) => void;
 }
 
 export interface DialOptions {

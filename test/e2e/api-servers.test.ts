@@ -30,7 +30,7 @@ function testConfig(dataDir: string): RelayConfig {
     publicHostname: 'connect01.localhost',
     dev: true,
     logLevel: 'debug',
-    tunnel: { listen: hp(0), streamWindow: 4 << 20, keepaliveInterval: 15_000, keepaliveTimeout: 45_000, handshakeTimeout: 10_000, maxPendingPerIp: 64 },
+    tunnel: { listen: hp(0), streamWindow: 4 << 20, keepaliveInterval: 15_000, keepaliveTimeout: 45_000, handshakeTimeout: 10_000, maxPendingPerIp: 64, sealedData: true },
     ports: { bind: '127.0.0.1', range: RANGE, perServer: 20, reserved: [] },
     mappings: { maxPerServer: 40, reservedInternalPorts: [22, 5901, 6006, 6637, 7088, 8888] },
     https: { listen: hp(0), timeouts: { standard: 60_000, streaming: 600_000, download: 1_800_000 } },

@@ -153,6 +153,8 @@ export interface RelayOptions {
   logLevel?: string;
   /** Extra keys inside `https: {…}` (flow YAML), e.g. `timeouts: { standard: 1s }, host_header: rewrite`. */
   https?: string;
+  /** Extra keys inside `tunnel: {…}` (flow YAML), e.g. `sealed_data: false`. */
+  tunnel?: string;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -235,7 +237,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> 
     [
       `data_dir: ${dataDir}`,
       `log_level: ${opts.logLevel ?? 'info'}`,
-      `tunnel: { listen: "127.0.0.1:${ports.tunnel}" }`,
+      `tunnel: { listen: "127.0.0.1:${ports.tunnel}"${opts.tunnel ? `, ${opts.tunnel}` : ''} }`,
       `ports: { bind: "${opts.bind ?? '127.0.0.1'}", range: "${ports.rangeStart}-${ports.rangeEnd}", per_server: ${opts.perServer ?? 10} }`,
       `https: { listen: "127.0.0.1:${ports.https}"${opts.https ? `, ${opts.https}` : ''} }`,
       `http: { listen: "127.0.0.1:${ports.http}" }`,

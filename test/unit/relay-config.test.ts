@@ -87,6 +87,7 @@ t.test('--dev alone gives the SPEC dev defaults', async (t) => {
       keepaliveTimeout: 30_000,
       handshakeTimeout: 10_000,
       maxPendingPerIp: 64,
+      sealedData: true,
     },
     ports: { bind: '127.0.0.1', range: { start: 20000, end: 20999 }, perServer: 20, reserved: [22, 80, 443] },
     mappings: { maxPerServer: 40, reservedInternalPorts: [22, 5901, 6006, 6637, 7088, 8888] },

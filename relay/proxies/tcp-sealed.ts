@@ -1,0 +1,119 @@
+/**
+ * A raw TCP connection whose bytes go over a sealed data connection
+ * (docs/native-data-path.md) instead of the mux: the mux stream carries
+ * the header (with a fresh id) and the agent's open-result, then stays open
+ * as the connection's anchor — its reset (agent gone, stream aborted)
+ * resets the pair, and each side ends it when its pair ended. The public
+ * socket is handed to the native engine once the agent answered and its
+ * data connection arrived; nothing in JavaScript touches the bytes.
+ */
+import type net from 'node:net';
+import { errorCodeFromWire } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logging.js';
+import type { SealedEngine, SealedPair } from '../../shared/sealed/engine.js';
+import { newSealedId, pairKeys } from '../../shared/sealed/keys.js';
+import type { SpliceStats } from '../../shared/util/splice.js';
+import type { StreamHeader } from '../../proto/index.js';
+import type { AgentSession } from '../sessions/agent-session.js';
+import type { LoopGuard } from './loop-guard.js';
+import type { Arrival, SealedRendezvous } from '../sealed/rendezvous.js';
+
+export interface SealedOpen {
+  sock: net.Socket;
+  session: AgentSession;
+  header: StreamHeader;
+  engine: SealedEngine;
+  rendezvous: SealedRendezvous;
+  loopGuard: LoopGuard;
+  logger: Logger;
+  timeoutMs: number;
+  /** Called once the connection ended (either way). */
+  onClosed?: () => void;
+}
+
+/** Starts the connection; returns its live byte counts (client->app as aToB). */
+export function openSealed(o: SealedOpen): SpliceStats {
+  const { sock, session } = o;
+  let pair: SealedPair | null = null;
+  const counted: SpliceStats = {
+    get aToB() {
+      return pair?.up ?? 0;
+    },
+    get bToA() {
+      return pair?.down ?? 0;
+    },
+  };
+  const secretsOf = session.sealed;
+  const id = newSealedId();
+  const secrets = secretsOf!(id);
+  const wait = o.rendezvous.expect(id, secrets.proof, o.timeoutMs);
+  let arrived: Arrival | null = null;
+  let closed = false;
+  const close = (reset: boolean) => {
+    if (closed) return;
+    closed = true;
+    wait.cancel();
+    if (reset) sock.resetAndDestroy();
+    else sock.destroy();
+    arrived?.socket.destroy();
+    o.onClosed?.();
+  };
+  let opened;
+  try {
+    opened = session.open({ ...o.header, sealedId: id }, o.timeoutMs);
+  } catch {
+    close(true);
+    return counted;
+  }
+  const { stream } = opened;
+  stream.on('error', () => undefined);
+  if (session.canLoop) o.loopGuard.track(o.header.internalPort, opened.opened, stream);
+  // The anchor: a reset stream (or one closed before the pair started) ends the connection.
+  stream.once('close', () => {
+    const clean = stream.readableEnded && !stream.errored;
+    if (pair) {
+      if (!clean) pair.abort();
+    } else close(true);
+  });
+  // A public socket destroyed in JavaScript (the relay stopping) takes the pair with it.
+  sock.once('close', () => pair?.abort());
+  // The data connection is ours once it arrives, whatever happens to the stream.
+  wait.arrival.then(
+    (a) => {
+      arrived = a;
+      a.socket.on('error', () => undefined);
+      a.socket.once('close', () => pair?.abort());
+      if (closed) a.socket.destroy();
+    },
+    () => undefined,
+  );
+  const answered = opened.opened.then((r) => {
+    if (r.ok) return r;
+    o.logger.debug({ server: session.serverId, internalPort: o.header.internalPort, code: errorCodeFromWire(r.code ?? 0) }, r.message || 'agent could not open the local port');
+    throw new Error('refused');
+  });
+  Promise.all([answered, wait.arrival]).then(
+    ([, arrival]) => {
+      if (closed) return;
+      try {
+        pair = o.engine.add(sock, arrival.socket, pairKeys(secrets, 'relay'), arrival.preload);
+      } catch (err) {
+        o.logger.warn({ err: (err as Error).message }, 'cannot hand a connection to the sealed engine');
+        stream.destroy();
+        return close(true);
+      }
+      stream.resume(); // only its end (or reset) comes now
+      void pair.done.then((res) => {
+        if (res.code) stream.destroy();
+        else stream.end();
+        close(res.code !== '');
+      });
+    },
+    () => {
+      // The agent refused or went silent, or its data connection never came: look like a closed port.
+      if (!stream.destroyed) stream.destroy();
+      close(true);
+    },
+  );
+  return counted;
+}

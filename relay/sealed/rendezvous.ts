@@ -1,0 +1,131 @@
+/**
+ * Where sealed data connections meet the streams waiting for them. The
+ * relay expects one per sealed stream (a random id, single use, valid
+ * until the open timeout); the agent dials the tunnel port and sends the
+ * preamble (shared/sealed/keys.ts). A connection is taken only when its id
+ * is waited for and its proof matches that TLS session's; anything else is
+ * closed (the id stays waiting for the real agent) and counted.
+ */
+import type net from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
+import { PorticoError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/logging.js';
+import { stopReading } from '../../shared/sealed/engine.js';
+import { metrics } from '../metrics.js';
+import { PREAMBLE_BYTES, SEALED_ID_BYTES, SEALED_MAGIC } from '../../shared/sealed/keys.js';
+
+export interface Arrival {
+  socket: net.Socket;
+  /** Bytes read past the preamble (the first sealed units): the engine reads them first. */
+  preload: Buffer;
+}
+
+interface Waiter {
+  proof: Buffer;
+  resolve(a: Arrival): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export class SealedRendezvous {
+  private readonly waiting = new Map<string, Waiter>();
+  /** Data connections closed for a wrong magic, an unknown or used id, or a wrong proof. */
+  refused = 0;
+  /** Data connections matched to their stream. */
+  accepted = 0;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly preambleTimeoutMs: number,
+  ) {}
+
+  get pending(): number {
+    return this.waiting.size;
+  }
+
+  /** Waits for the data connection of `id`; `cancel()` stops waiting (the stream failed first). */
+  expect(id: Buffer, proof: Buffer, timeoutMs: number): { arrival: Promise<Arrival>; cancel(): void } {
+    const key = id.toString('hex');
+    let waiter!: Waiter;
+    const arrival = new Promise<Arrival>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(key);
+        reject(new PorticoError('TIMEOUT', `the agent's data connection did not arrive within ${timeoutMs} ms`));
+      }, timeoutMs);
+      waiter = { proof, resolve, reject, timer };
+    });
+    this.waiting.set(key, waiter);
+    // A caller that gave up (the stream failed) handles nothing: keep the rejection quiet.
+    arrival.catch(() => undefined);
+    return {
+      arrival,
+      cancel: () => {
+        if (this.waiting.get(key) !== waiter) return;
+        this.waiting.delete(key);
+        clearTimeout(waiter.timer);
+        waiter.reject(new PorticoError('UPSTREAM_FAILED', 'stream closed before its data connection arrived'));
+      },
+    };
+  }
+
+  /** A connection on the tunnel port that is not TLS: read the preamble, then match it. */
+  accept(raw: net.Socket, first: Buffer, settled: () => void): void {
+    const parts = [first];
+    const refuse = (why: string) => {
+      this.refused++;
+      metrics.sealedConnections.inc({ result: 'refused' });
+      this.logger.debug({ peer: `${raw.remoteAddress}:${raw.remotePort}`, reason: why }, 'sealed data connection refused');
+      raw.destroy();
+    };
+    const timer = setTimeout(() => refuse('no preamble within the handshake timeout'), this.preambleTimeoutMs);
+    raw.once('close', () => {
+      clearTimeout(timer);
+      settled();
+    });
+    const decide = (): boolean => {
+      const buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      if (!buf.subarray(0, Math.min(buf.length, SEALED_MAGIC.length)).equals(SEALED_MAGIC.subarray(0, Math.min(buf.length, SEALED_MAGIC.length)))) {
+        clearTimeout(timer);
+        refuse('not a sealed data connection (and not TLS)');
+        return true;
+      }
+      if (buf.length < PREAMBLE_BYTES) return false;
+      clearTimeout(timer);
+      const id = buf.subarray(SEALED_MAGIC.length, SEALED_MAGIC.length + SEALED_ID_BYTES);
+      const proof = buf.subarray(SEALED_MAGIC.length + SEALED_ID_BYTES, PREAMBLE_BYTES);
+      const key = id.toString('hex');
+      const waiter = this.waiting.get(key);
+      if (!waiter) {
+        refuse('unknown or already used id');
+        return true;
+      }
+      if (!timingSafeEqual(waiter.proof, proof)) {
+        refuse('proof does not match the agent session');
+        return true;
+      }
+      this.waiting.delete(key);
+      clearTimeout(waiter.timer);
+      settled();
+      this.accepted++;
+      metrics.sealedConnections.inc({ result: 'accepted' });
+      // Anything Node buffered after the pause belongs to the engine too (read synchronously:
+      // libuv delivers nothing more before the engine takes the descriptor over).
+      const rest = [buf.subarray(PREAMBLE_BYTES)];
+      raw.removeAllListeners('data');
+      raw.pause();
+      for (let c: Buffer | null; (c = raw.read() as Buffer | null) !== null; ) rest.push(c);
+      stopReading(raw); // read() may have restarted it: nothing more lands in Node's buffer
+      waiter.resolve({ socket: raw, preload: Buffer.concat(rest) });
+      return true;
+    };
+    if (decide()) return;
+    const onData = (c: Buffer) => {
+      parts.push(c);
+      raw.pause();
+      if (!decide()) raw.resume();
+      else raw.off('data', onData);
+    };
+    raw.on('data', onData);
+    raw.resume();
+  }
+}
