@@ -284,9 +284,6 @@ export class Relay implements RelayHooks {
     this.accepting = false;
     const { logger } = this;
     this.web?.close();
-    // The tunnel listener stops accepting at once; its close() resolves only when the agents' connections
-    // end, which happens below (awaiting it here hung stop() until the process was killed, losing the final stats flush).
-    const tunnelClosed = this.tunnel?.close();
     // Likewise the public listeners: they stop accepting now, and their close() resolves once their
     // connections are gone — awaited after the grace period, not before it (a held SSH or TCP
     // connection kept the relay from exiting at all).
@@ -298,6 +295,11 @@ export class Relay implements RelayHooks {
     const deadline = Date.now() + graceMs;
     while (this.registry.openStreams > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     if (this.registry.openStreams > 0) logger.warn({ streams: this.registry.openStreams }, 'grace period over; closing open streams');
+    // The tunnel listener stays open through the grace period — connections accepted before the stop
+    // still need their sealed data connections, and a new agent hears SHUTTING_DOWN instead of a refusal —
+    // and stops accepting now. Its close() resolves only when the agents' connections end, which happens
+    // below (awaiting it here hung stop() until the process was killed, losing the final stats flush).
+    const tunnelClosed = this.tunnel?.close();
     this.web?.destroy();
     for (const s of this.registry.all()) s.mux.destroy(new PorticoError('SHUTTING_DOWN', 'relay stopped'));
     this.wsTunnel?.close();
