@@ -61,7 +61,10 @@ struct dir {
   int in, out;
   unsigned char *buf; /* HDR + unit + TAG */
   size_t off, len;    /* pending output: buf[off, len) (up: the sealed unit; down: plaintext at buf + HDR) */
-  size_t have;        /* down: bytes of the current unit read so far */
+  size_t have;        /* down: bytes in buf: the current unit's first bytes, maybe the next units' */
+  size_t consumed;    /* down: length of the opened unit whose plaintext is being written (0: none) */
+  int parsed;         /* down: the current unit's word has been read */
+  int unit_fin;       /* down: the current unit carries FIN */
   uint32_t ulen;      /* down: payload length of the current unit */
   int eof;            /* up: plain input ended */
   int fin;            /* up: FIN unit queued; down: FIN unit received */
@@ -225,6 +228,14 @@ static ssize_t read_sealed(struct pair *p, unsigned char *to, size_t n) {
   return read(p->d[DOWN].in, to, n);
 }
 
+/*
+ * The first read of a unit asks for up to FIRST_READ bytes, so a small unit
+ * (a request, a key press) arrives with its header in one read() instead of
+ * two; what it brings of the next units stays in the buffer. The rest of a
+ * large unit is read exactly, so bulk data is never moved twice.
+ */
+#define FIRST_READ (HDR + 16384 + TAG)
+
 static int step_down(struct pair *p) {
   struct dir *d = &p->d[DOWN];
   for (int units = 0; units < UNITS_PER_TURN;) {
@@ -237,8 +248,15 @@ static int step_down(struct pair *p) {
         return -1;
       }
       d->off += (size_t)w;
-      if (d->off == d->len) units++;
       continue;
+    }
+    if (d->consumed > 0) { /* the opened unit is out: keep only what follows it */
+      size_t rest = d->have - d->consumed;
+      if (rest > 0) memmove(d->buf, d->buf + d->consumed, rest);
+      d->have = rest;
+      d->consumed = 0;
+      d->parsed = 0;
+      d->off = d->len = 0;
     }
     if (d->done) return 0;
     if (d->fin) {
@@ -246,12 +264,47 @@ static int step_down(struct pair *p) {
       d->done = 1;
       return 0;
     }
+    if (!d->parsed && d->have >= HDR) {
+      uint32_t word;
+      memcpy(&word, d->buf, HDR);
+      word = ntohl(word);
+      d->ulen = word & ~FIN_BIT;
+      d->unit_fin = (word & FIN_BIT) != 0;
+      /* Our sender never seals an empty unit without FIN: refusing them keeps every unit counted
+         against the per-turn budget (a peer could otherwise keep the engine thread to itself). */
+      if (d->ulen > p->unit || d->unit_fin != (d->ulen == 0)) {
+        p->code = "PROTOCOL_ERROR";
+        return -1;
+      }
+      d->parsed = 1;
+    }
+    if (d->parsed && d->have >= HDR + d->ulen + TAG) {
+      if (open_unit(d) < 0) {
+        p->code = "BAD_TAG";
+        return -1;
+      }
+      units++;
+      d->consumed = HDR + d->ulen + TAG;
+      if (d->unit_fin) {
+        if (d->have > d->consumed || p->pre_off < p->pre_len) { /* nothing may follow a FIN */
+          p->code = "PROTOCOL_ERROR";
+          return -1;
+        }
+        d->fin = 1;
+      } else {
+        d->off = 0;
+        d->len = d->ulen;
+        d->bytes += d->ulen;
+      }
+      continue;
+    }
     if (ensure_buf(p, d) < 0) {
       p->code = "OUT_OF_MEMORY";
       return -1;
     }
-    size_t need = d->have < HDR ? HDR - d->have : HDR + d->ulen + TAG - d->have;
-    ssize_t r = read_sealed(p, d->buf + d->have, need);
+    size_t want = d->parsed ? HDR + d->ulen + TAG - d->have : FIRST_READ;
+    if (want > HDR + p->unit + TAG - d->have) want = HDR + p->unit + TAG - d->have;
+    ssize_t r = read_sealed(p, d->buf + d->have, want);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -266,33 +319,6 @@ static int step_down(struct pair *p) {
       return -1;
     }
     d->have += (size_t)r;
-    if (d->have == HDR) {
-      uint32_t word;
-      memcpy(&word, d->buf, HDR);
-      word = ntohl(word);
-      d->ulen = word & ~FIN_BIT;
-      if (d->ulen > p->unit || ((word & FIN_BIT) && d->ulen != 0)) {
-        p->code = "PROTOCOL_ERROR";
-        return -1;
-      }
-      continue;
-    }
-    if (d->have == HDR + d->ulen + TAG) {
-      uint32_t word;
-      if (open_unit(d) < 0) {
-        p->code = "BAD_TAG";
-        return -1;
-      }
-      memcpy(&word, d->buf, HDR);
-      d->have = 0;
-      if (ntohl(word) & FIN_BIT) {
-        d->fin = 1;
-      } else {
-        d->off = 0;
-        d->len = d->ulen;
-        d->bytes += d->ulen;
-      }
-    }
   }
   return 1;
 }
