@@ -13,6 +13,9 @@ import type { StreamHeader } from '../../proto/index.js';
 import { nothingListeningMessage, sendOpenError, sendOpenOk } from './open-result.js';
 import type { AgentStreamContext, SealedDataPath } from './types.js';
 
+/** How long the agent waits for the relay to close a finished data connection before closing it itself. */
+const CLOSE_WAIT_MS = 5_000;
+
 export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number, ctx: AgentStreamContext, sealed: SealedDataPath): void {
   const id = Buffer.from(header.sealedId!);
   const secrets = sealed.secrets(id);
@@ -58,9 +61,18 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
     data.once('close', () => p.abort());
     void p.done.then((res) => {
       app.destroy();
-      data.destroy();
-      if (res.code) stream.destroy();
-      else stream.end();
+      if (res.code) {
+        data.destroy();
+        stream.destroy();
+        return;
+      }
+      stream.end();
+      // The relay closes the data connection first, so TIME_WAIT lands on the relay's side and not on
+      // the agent's ephemeral ports (one data connection per raw TCP connection would run them out).
+      const bye = setTimeout(() => data.destroy(), CLOSE_WAIT_MS);
+      data.once('end', () => data.destroy());
+      data.once('close', () => clearTimeout(bye));
+      data.resume();
     });
   };
   app.once('connect', ready);

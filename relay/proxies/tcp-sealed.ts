@@ -43,28 +43,32 @@ export function openSealed(o: SealedOpen): SpliceStats {
       return pair?.down ?? 0;
     },
   };
-  const secretsOf = session.sealed;
   const id = newSealedId();
-  const secrets = secretsOf!(id);
-  const wait = o.rendezvous.expect(id, secrets.proof, o.timeoutMs);
+  let wait: ReturnType<SealedRendezvous['expect']> | null = null;
   let arrived: Arrival | null = null;
   let closed = false;
   const close = (reset: boolean) => {
     if (closed) return;
     closed = true;
-    wait.cancel();
+    wait?.cancel();
     if (reset) sock.resetAndDestroy();
     else sock.destroy();
     arrived?.socket.destroy();
     o.onClosed?.();
   };
   let opened;
+  let secrets;
   try {
+    // (The key export throws if the tunnel's TLS socket is already gone.)
+    secrets = session.sealed!(id);
+    wait = o.rendezvous.expect(id, secrets.proof, o.timeoutMs);
     opened = session.open({ ...o.header, sealedId: id }, o.timeoutMs);
   } catch {
     close(true);
     return counted;
   }
+  const keys = pairKeys(secrets, 'relay');
+  const arrival = wait.arrival;
   const { stream } = opened;
   stream.on('error', () => undefined);
   if (session.canLoop) o.loopGuard.track(o.header.internalPort, opened.opened, stream);
@@ -78,7 +82,7 @@ export function openSealed(o: SealedOpen): SpliceStats {
   // A public socket destroyed in JavaScript (the relay stopping) takes the pair with it.
   sock.once('close', () => pair?.abort());
   // The data connection is ours once it arrives, whatever happens to the stream.
-  wait.arrival.then(
+  arrival.then(
     (a) => {
       arrived = a;
       a.socket.on('error', () => undefined);
@@ -92,11 +96,11 @@ export function openSealed(o: SealedOpen): SpliceStats {
     o.logger.debug({ server: session.serverId, internalPort: o.header.internalPort, code: errorCodeFromWire(r.code ?? 0) }, r.message || 'agent could not open the local port');
     throw new Error('refused');
   });
-  Promise.all([answered, wait.arrival]).then(
-    ([, arrival]) => {
+  Promise.all([answered, arrival]).then(
+    ([, a]) => {
       if (closed) return;
       try {
-        pair = o.engine.add(sock, arrival.socket, pairKeys(secrets, 'relay'), arrival.preload);
+        pair = o.engine.add(sock, a.socket, keys, a.preload);
       } catch (err) {
         o.logger.warn({ err: (err as Error).message }, 'cannot hand a connection to the sealed engine');
         stream.destroy();

@@ -69,7 +69,7 @@ export class SealedRendezvous {
   }
 
   /** A connection on the tunnel port that is not TLS: read the preamble, then match it. */
-  accept(raw: net.Socket, first: Buffer, settled: () => void): void {
+  accept(raw: net.Socket, first: Buffer, settled: () => void, remainingMs = this.preambleTimeoutMs): void {
     const parts = [first];
     const refuse = (why: string) => {
       this.refused++;
@@ -77,7 +77,7 @@ export class SealedRendezvous {
       this.logger.debug({ peer: `${raw.remoteAddress}:${raw.remotePort}`, reason: why }, 'sealed data connection refused');
       raw.destroy();
     };
-    const timer = setTimeout(() => refuse('no preamble within the handshake timeout'), this.preambleTimeoutMs);
+    const timer = setTimeout(() => refuse('no preamble within the handshake timeout'), remainingMs);
     raw.once('close', () => {
       clearTimeout(timer);
       settled();
@@ -107,6 +107,8 @@ export class SealedRendezvous {
       clearTimeout(waiter.timer);
       settled();
       this.accepted++;
+      raw.setNoDelay(true); // small units (an SSH key press) go out at once, not behind a delayed ACK
+      raw.setKeepAlive(true, 30_000);
       metrics.sealedConnections.inc({ result: 'accepted' });
       // Anything Node buffered after the pause belongs to the engine too (read synchronously:
       // libuv delivers nothing more before the engine takes the descriptor over).

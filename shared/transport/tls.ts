@@ -58,6 +58,7 @@ export const tlsServerTransport: ServerTransport = {
       }
       // Sniff the first bytes (within the handshake timeout), then either hand the socket to TLS
       // with those bytes put back, or to the sealed data path.
+      const acceptedAt = Date.now();
       const timer = setTimeout(() => raw.destroy(), opts.handshakeTimeout);
       const onClose = () => clearTimeout(timer);
       raw.once('close', onClose);
@@ -68,7 +69,7 @@ export const tlsServerTransport: ServerTransport = {
         raw.pause();
         if (first[0] !== TLS_HANDSHAKE_RECORD) {
           const key = keyOf(raw);
-          onSealed(raw, first, () => pending?.done(key));
+          onSealed(raw, first, () => pending?.done(key), Math.max(0, acceptedAt + opts.handshakeTimeout - Date.now()));
           return;
         }
         raw.unshift(first);

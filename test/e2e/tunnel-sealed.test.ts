@@ -7,6 +7,7 @@
 import t from 'tap';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, eventually, startAgent, startCluster, TARGET_HOST, type Cluster } from '../helpers/cluster.js';
 import { exchange, startEcho, startSourceSink } from '../helpers/targets.js';
 import { sealedEngine, sealedProblem } from '../../shared/sealed/engine.js';
@@ -38,6 +39,20 @@ if (!sealedEngine()) {
   };
   const accepted = () => metric('portico_sealed_connections_total', { result: 'accepted' });
   const openStreams = async (serverId: string) => (await cluster.relay.api('GET', `/v1/servers/${serverId}`)).body.data.open_streams as number;
+
+  /** TIME_WAIT sockets (IPv4, /proc/net/tcp) whose local port, or remote port, is `port`. */
+  const timeWait = (port: number): { local: number; remote: number } => {
+    const hex = port.toString(16).toUpperCase().padStart(4, '0');
+    let local = 0;
+    let remote = 0;
+    for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[3] !== '06') continue;
+      if (f[1]?.endsWith(`:${hex}`)) local++;
+      if (f[2]?.endsWith(`:${hex}`)) remote++;
+    }
+    return { local, remote };
+  };
 
   /** Runs one 2-way transfer of `n` bytes through `port` (a source-sink target on TARGET_HOST). */
   async function transfer(port: number, n: number) {
@@ -78,6 +93,10 @@ if (!sealedEngine()) {
     t.equal(results.filter((r) => r.received !== 256 * 1024 || r.receivedSha !== r.sentSha).length, 0, 'every echo intact');
     t.equal((await accepted()) - before, 100);
     t.ok(await eventually(async () => (await openStreams(cluster.server.id)) === 0), 'open streams back to 0');
+    // The relay closes finished data connections first: TIME_WAIT stays off the agent's ephemeral ports.
+    const tw = timeWait(Number(cluster.relay.tunnelAddr.split(':')[1]));
+    t.ok(tw.local >= 90, `TIME_WAIT on the relay's tunnel port: ${tw.local}`);
+    t.equal(tw.remote, 0, "none on the agent's side");
   });
 
   t.test('nothing listening inside: the client is reset at once, like a closed port', async (t) => {
