@@ -390,6 +390,11 @@ static void start_pair(struct pair *p, struct pair **done_list) {
   mark_ready(p);
 }
 
+static int cmp_id(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
 static void *engine_main(void *arg) {
   (void)arg;
   struct epoll_event evs[64];
@@ -427,12 +432,15 @@ static void *engine_main(void *arg) {
           next = p->next_cmd;
           start_pair(p, &done_list);
         }
-        for (size_t k = 0; aborts && k < na; k++) {
-          for (struct pair *p = E.active; p; p = p->next_active) {
-            if (p->id == aborts[k]) {
+        if (aborts) {
+          /* One pass over the active pairs however many aborts came at once (an agent that went
+             away with thousands of connections), each looked up in the sorted ids. */
+          qsort(aborts, na, sizeof *aborts, cmp_id);
+          for (struct pair *p = E.active, *next; p; p = next) {
+            next = p->next_active;
+            if (bsearch(&p->id, aborts, na, sizeof *aborts, cmp_id) != NULL) {
               p->code = "ABORTED";
               finish(p, &done_list);
-              break;
             }
           }
         }
@@ -662,6 +670,25 @@ static napi_value js_abort(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * peek(fd): what waits on an idle socket, without reading it — 0 nothing
+ * (still usable), 1 bytes, 2 the peer's end, 3 an error. Lets JavaScript
+ * check a parked data connection without ever reading it (a reading socket
+ * cannot be stopped reliably before the engine takes it over).
+ */
+static napi_value js_peek(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], v;
+  int32_t fd;
+  unsigned char b;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "peek(fd)");
+  ssize_t r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  int state = r > 0 ? 1 : r == 0 ? 2 : (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : 3;
+  napi_create_int32(env, state, &v);
+  return v;
+}
+
 /* live(): pairs added and not yet reported done. */
 static napi_value js_live(napi_env env, napi_callback_info info) {
   napi_value v;
@@ -676,6 +703,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"add", NULL, js_add, NULL, NULL, NULL, napi_default, NULL},
       {"abort", NULL, js_abort, NULL, NULL, NULL, napi_default, NULL},
       {"live", NULL, js_live, NULL, NULL, NULL, napi_default, NULL},
+      {"peek", NULL, js_peek, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

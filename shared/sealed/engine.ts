@@ -42,6 +42,7 @@ interface Addon {
   add(id: number, plain: number, sealed: number, upKey: Buffer, upPrefix: Buffer, downKey: Buffer, downPrefix: Buffer, unit: number, preload: Buffer | null, counters: Float64Array): void;
   abort(id: number): void;
   live(): number;
+  peek(fd: number): number;
 }
 
 /** A plain socket and a data connection being pumped. */
@@ -105,6 +106,16 @@ export class SealedEngine {
   /** Pairs handed over and not yet ended (tests check it is back to 0). */
   get live(): number {
     return this.pairs.size;
+  }
+
+  /**
+   * Whether a socket Node is not reading is still quiet and open: nothing
+   * waiting on it, no end, no error (checked with a peek; nothing is read).
+   */
+  quiet(sock: net.Socket): boolean {
+    const handle = stopReading(sock);
+    if (sock.destroyed || sock.readableLength > 0 || !handle || typeof handle.fd !== 'number' || handle.fd < 0) return false;
+    return this.addon.peek(handle.fd) === 0;
   }
 
   /**
