@@ -18,6 +18,7 @@ import net from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { sealedEngine, type SealedEngine } from '../shared/sealed/engine.js';
 import { streamSecrets } from '../shared/sealed/keys.js';
+import { IdleDataConnections } from '../shared/sealed/idle-pool.js';
 import type { SealedDataPath } from './proxies/types.js';
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Protocol, type Welcome } from '../proto/index.js';
 
@@ -83,7 +84,11 @@ export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream
     });
     if (!('welcome' in reply) || !reply.welcome) throw new PorticoError('PROTOCOL_ERROR', 'relay answered hello without a welcome');
     const tunnel: Tunnel = { mux, control, welcome: reply.welcome, remoteAddress: config.relay.host };
-    if (reply.welcome.sealedData && engine && tlsSocket) tunnel.sealed = sealed = sealedPath(engine, tlsSocket);
+    if (reply.welcome.sealedData && engine && tlsSocket) {
+      tunnel.sealed = sealed = sealedPath(engine, tlsSocket);
+      const pool = sealed.pool;
+      mux.once('close', () => pool.close());
+    }
     return tunnel;
   } catch (err) {
     mux.destroy();
@@ -97,6 +102,9 @@ function sealedPath(engine: SealedEngine, tls: TLSSocket): SealedDataPath {
   const port = tls.remotePort!;
   return {
     engine,
+    // The relay keeps at most 64 idle per session for 30 s and closes the rest itself; the agent's
+    // looser limits only clean up what the relay closed.
+    pool: new IdleDataConnections({ max: 256, idleMs: 45_000, quiet: (s) => engine.quiet(s) }),
     secrets: (id) => streamSecrets(tls, id),
     dial: () => {
       const s = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 });

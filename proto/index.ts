@@ -132,6 +132,7 @@ export interface StreamHeader {
   clientPort?: number;
   publicPort?: number;
   sealedId?: Uint8Array;
+  poolId?: Uint8Array;
 }
 
 export interface OpenResult {

@@ -109,10 +109,10 @@ export const metrics = {
     labelNames: ['server', 'mapping'] as const,
     registers: [registry],
   }),
-  /** Sealed data connections (docs/native-data-path.md): taken for a stream, or refused (unknown id, wrong proof, not a preamble). */
+  /** Sealed data connections (docs/native-data-path.md): new ones taken for a stream, refused ones (unknown id, wrong proof, not a preamble), idle ones reused for another stream. */
   sealedConnections: new Counter({
     name: 'portico_sealed_connections_total',
-    help: 'Sealed data connections on the tunnel port, by result (accepted, refused)',
+    help: 'Sealed data connections on the tunnel port, by result (accepted, refused, reused)',
     labelNames: ['result'] as const,
     registers: [registry],
   }),

@@ -5,6 +5,7 @@ import type { MappingMsg, StreamHeader } from '../../proto/index.js';
 import type net from 'node:net';
 import type { SealedEngine } from '../../shared/sealed/engine.js';
 import type { StreamSecrets } from '../../shared/sealed/keys.js';
+import type { IdleDataConnections } from '../../shared/sealed/idle-pool.js';
 
 /** What the agent needs for sealed data connections (when the relay asked for them in Welcome). */
 export interface SealedDataPath {
@@ -13,6 +14,8 @@ export interface SealedDataPath {
   secrets(id: Buffer): StreamSecrets;
   /** A new TCP connection to the relay's tunnel address, paused (never read by Node). */
   dial(): net.Socket;
+  /** Data connections between streams, by the id of the stream that opened them. */
+  pool: IdleDataConnections;
 }
 
 export interface AgentStreamContext {

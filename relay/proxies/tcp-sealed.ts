@@ -17,6 +17,7 @@ import type { StreamHeader } from '../../proto/index.js';
 import type { AgentSession } from '../sessions/agent-session.js';
 import type { LoopGuard } from './loop-guard.js';
 import type { Arrival, SealedRendezvous } from '../sealed/rendezvous.js';
+import { metrics } from '../metrics.js';
 
 export interface SealedOpen {
   sock: net.Socket;
@@ -44,16 +45,24 @@ export function openSealed(o: SealedOpen): SpliceStats {
     },
   };
   const id = newSealedId();
+  // An idle data connection left by an earlier stream of this agent, else the agent dials a new one.
+  const pooled = session.dataPool?.take();
   let wait: ReturnType<SealedRendezvous['expect']> | null = null;
-  let arrived: Arrival | null = null;
+  let data: (Arrival & { connId: string }) | null = null;
+  const onDataClose = () => pair?.abort();
   let closed = false;
-  const close = (reset: boolean) => {
+  /** `keep`: the pair ended cleanly, the data connection can serve the next stream. */
+  const close = (reset: boolean, keep = false) => {
     if (closed) return;
     closed = true;
     wait?.cancel();
     if (reset) sock.resetAndDestroy();
     else sock.destroy();
-    arrived?.socket.destroy();
+    if (data) {
+      data.socket.off('close', onDataClose);
+      if (keep && session.dataPool && !session.closed) session.dataPool.put(data.connId, data.socket);
+      else data.socket.destroy();
+    }
     o.onClosed?.();
   };
   let opened;
@@ -61,14 +70,18 @@ export function openSealed(o: SealedOpen): SpliceStats {
   try {
     // (The key export throws if the tunnel's TLS socket is already gone.)
     secrets = session.sealed!(id);
-    wait = o.rendezvous.expect(id, secrets.proof, o.timeoutMs);
-    opened = session.open({ ...o.header, sealedId: id }, o.timeoutMs);
+    if (!pooled) wait = o.rendezvous.expect(id, secrets.proof, o.timeoutMs);
+    opened = session.open({ ...o.header, sealedId: id, ...(pooled ? { poolId: Buffer.from(pooled.id, 'hex') } : {}) }, o.timeoutMs);
   } catch {
+    pooled?.sock.destroy();
     close(true);
     return counted;
   }
+  if (pooled) metrics.sealedConnections.inc({ result: 'reused' });
   const keys = pairKeys(secrets, 'relay');
-  const arrival = wait.arrival;
+  const arrival: Promise<Arrival & { connId: string }> = pooled
+    ? Promise.resolve({ socket: pooled.sock, preload: Buffer.alloc(0), connId: pooled.id })
+    : wait!.arrival.then((a) => ({ ...a, connId: id.toString('hex') }));
   const { stream } = opened;
   stream.on('error', () => undefined);
   if (session.canLoop) o.loopGuard.track(o.header.internalPort, opened.opened, stream);
@@ -81,12 +94,11 @@ export function openSealed(o: SealedOpen): SpliceStats {
   });
   // A public socket destroyed in JavaScript (the relay stopping) takes the pair with it.
   sock.once('close', () => pair?.abort());
-  // The data connection is ours once it arrives, whatever happens to the stream.
+  // The data connection is this stream's once it is here, whatever happens to the stream.
   arrival.then(
     (a) => {
-      arrived = a;
-      a.socket.on('error', () => undefined);
-      a.socket.once('close', () => pair?.abort());
+      data = a;
+      a.socket.once('close', onDataClose);
       if (closed) a.socket.destroy();
     },
     () => undefined,
@@ -110,7 +122,7 @@ export function openSealed(o: SealedOpen): SpliceStats {
       void pair.done.then((res) => {
         if (res.code) stream.destroy();
         else stream.end();
-        close(res.code !== '');
+        close(res.code !== '', res.code === '');
       });
     },
     () => {

@@ -18,6 +18,12 @@ import type { ResolvedMapping } from '../mappings/resolve.js';
 import { httpsUrls, rawUrl } from '../mappings/urls.js';
 import { healthEnabled } from '../health/registry.js';
 import type { StreamSecrets } from '../../shared/sealed/keys.js';
+import { IdleDataConnections } from '../../shared/sealed/idle-pool.js';
+import { sealedEngine } from '../../shared/sealed/engine.js';
+
+/** Sealed data connections kept between streams per agent session, and how long one may sit idle. */
+const IDLE_DATA_CONNECTIONS = 64;
+const DATA_CONNECTION_IDLE_MS = 30_000;
 
 export interface AgentSessionInit {
   id: string;
@@ -53,6 +59,8 @@ export class AgentSession extends EventEmitter {
   readonly localHost: string;
   readonly canLoop: boolean;
   readonly sealed: ((id: Buffer) => StreamSecrets) | null;
+  /** Sealed data connections between streams (when sealed). */
+  readonly dataPool: IdleDataConnections | null;
   readonly connectedAt = new Date();
   readonly logger: Logger;
   server: ServerRecord;
@@ -75,6 +83,8 @@ export class AgentSession extends EventEmitter {
     this.localHost = init.localHost;
     this.canLoop = init.canLoop;
     this.sealed = init.sealed ?? null;
+    const engine = this.sealed ? sealedEngine() : null;
+    this.dataPool = engine ? new IdleDataConnections({ max: IDLE_DATA_CONNECTIONS, idleMs: DATA_CONNECTION_IDLE_MS, quiet: (s) => engine.quiet(s) }) : null;
     this.logger = init.logger;
     this.config = init.config;
     // The agent ending its control stream means it is leaving: finish open streams, then close.
@@ -86,6 +96,7 @@ export class AgentSession extends EventEmitter {
     this.mux.once('goaway', () => this.draining());
     this.mux.once('close', (err?: Error) => {
       this.closedFlag = true;
+      this.dataPool?.close();
       this.control.close();
       this.emit('close', err);
     });

@@ -38,6 +38,9 @@ if (!sealedEngine()) {
     return sum;
   };
   const accepted = () => metric('portico_sealed_connections_total', { result: 'accepted' });
+  const reused = () => metric('portico_sealed_connections_total', { result: 'reused' });
+  /** Streams that took a sealed data connection, new or reused. */
+  const sealedStreams = async () => (await accepted()) + (await reused());
   const openStreams = async (serverId: string) => (await cluster.relay.api('GET', `/v1/servers/${serverId}`)).body.data.open_streams as number;
 
   /** TIME_WAIT sockets (IPv4, /proc/net/tcp) whose local port, or remote port, is `port`. */
@@ -72,13 +75,13 @@ if (!sealedEngine()) {
   t.test('raw TCP goes sealed by default: 64 MiB each way byte for byte, counted exactly', async (t) => {
     t.match(cluster.relay.out.lines.join('\n') + '', /relay ready/);
     const port = cluster.server.ports[0]!;
-    const before = { accepted: await accepted(), in: await metric('portico_bytes_total', { server: cluster.server.id, direction: 'in' }), out: await metric('portico_bytes_total', { server: cluster.server.id, direction: 'out' }) };
+    const before = { accepted: await sealedStreams(), in: await metric('portico_bytes_total', { server: cluster.server.id, direction: 'in' }), out: await metric('portico_bytes_total', { server: cluster.server.id, direction: 'out' }) };
     const { client, server } = await transfer(port, 64 * MiB);
     t.equal(server.received, 64 * MiB, 'app received 64 MiB');
     t.equal(server.receivedSha, client.sentSha, 'client -> app sha256 equal');
     t.equal(client.received, 64 * MiB, 'client received 64 MiB');
     t.equal(client.receivedSha, server.sentSha, 'app -> client sha256 equal');
-    t.equal((await accepted()) - before.accepted, 1, 'one sealed data connection carried it');
+    t.equal((await sealedStreams()) - before.accepted, 1, 'one sealed data connection carried it');
     await eventually(async () => (await openStreams(cluster.server.id)) === 0);
     t.equal(await metric('portico_bytes_total', { server: cluster.server.id, direction: 'in' }) - before.in, 64 * MiB, 'bytes in counted exactly');
     t.equal(await metric('portico_bytes_total', { server: cluster.server.id, direction: 'out' }) - before.out, 64 * MiB, 'bytes out counted exactly');
@@ -88,15 +91,40 @@ if (!sealedEngine()) {
     const port = cluster.server.ports[1]!;
     const echo = await startEcho(TARGET_HOST, port);
     t.teardown(() => echo.close());
-    const before = await accepted();
+    const before = await sealedStreams();
     const results = await Promise.all(Array.from({ length: 100 }, () => exchange('127.0.0.1', port, 256 * 1024)));
     t.equal(results.filter((r) => r.received !== 256 * 1024 || r.receivedSha !== r.sentSha).length, 0, 'every echo intact');
-    t.equal((await accepted()) - before, 100);
+    t.equal((await sealedStreams()) - before, 100, 'each took one data connection');
     t.ok(await eventually(async () => (await openStreams(cluster.server.id)) === 0), 'open streams back to 0');
-    // The relay closes finished data connections first: TIME_WAIT stays off the agent's ephemeral ports.
-    const tw = timeWait(Number(cluster.relay.tunnelAddr.split(':')[1]));
-    t.ok(tw.local >= 90, `TIME_WAIT on the relay's tunnel port: ${tw.local}`);
-    t.equal(tw.remote, 0, "none on the agent's side");
+    // 100 came back idle; the relay keeps 64 and closes the rest itself, so nothing of it sits in
+    // TIME_WAIT on the agent's ephemeral ports.
+    t.equal(timeWait(Number(cluster.relay.tunnelAddr.split(':')[1])).remote, 0, "no TIME_WAIT on the agent's side");
+  });
+
+  t.test('sequential connections reuse one data connection; each still gets its own keys', async (t) => {
+    const port = cluster.server.ports[1]!;
+    const echo = await startEcho(TARGET_HOST, port);
+    t.teardown(() => echo.close());
+    const before = { accepted: await accepted(), reused: await reused() };
+    for (let i = 0; i < 30; i++) {
+      const r = await exchange('127.0.0.1', port, 64 * 1024 + i);
+      if (r.receivedSha !== r.sentSha || r.received !== 64 * 1024 + i) t.fail(`echo ${i} damaged`);
+    }
+    const after = { accepted: await accepted(), reused: await reused() };
+    t.equal(after.accepted - before.accepted + after.reused - before.reused, 30, '30 streams');
+    t.ok(after.reused - before.reused >= 29, `reused ${after.reused - before.reused} times`);
+    // Interleaved with a reset: a failed pair's connection is not reused, the next stream still works.
+    const app = net.createServer((s) => s.resetAndDestroy());
+    await new Promise<void>((r) => app.listen(cluster.server.ports[6]!, TARGET_HOST, r));
+    t.teardown(() => app.close());
+    const cut = await new Promise<string>((resolve) => {
+      const s = net.connect(cluster.server.ports[6]!, '127.0.0.1', () => s.write('x'));
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      s.on('close', () => resolve('close'));
+    });
+    t.ok(cut === 'ECONNRESET' || cut === 'close', `the reset app's client: ${cut}`);
+    const r = await exchange('127.0.0.1', port, 100_000);
+    t.equal(r.receivedSha, r.sentSha, 'the next stream is intact');
   });
 
   t.test('nothing listening inside: the client is reset at once, like a closed port', async (t) => {
@@ -144,11 +172,11 @@ if (!sealedEngine()) {
     const server = await createServer(cluster.relay);
     const agent = await startAgent(cluster.relay, server.token, { env: { PORTICO_NATIVE: '0' } });
     t.teardown(() => agent.stop());
-    const before = await accepted();
+    const before = await sealedStreams();
     const { client, server: app } = await transfer(server.ports[0]!, 16 * MiB);
     t.equal(app.receivedSha, client.sentSha);
     t.equal(client.receivedSha, app.sentSha);
-    t.equal(await accepted(), before, 'no sealed connection was used');
+    t.equal(await sealedStreams(), before, 'no sealed connection was used');
   });
 
   t.test('a relay with tunnel.sealed_data: false keeps every stream on the mux', async (t) => {
