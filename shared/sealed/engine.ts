@@ -150,9 +150,17 @@ function takeOver(sock: net.Socket): number {
 
 type RawHandle = { fd?: number; reading?: boolean; readStop?: () => number };
 
-/** Pauses `sock` and stops libuv reading it now (pause() alone lets one more read land in Node's buffer). */
+/**
+ * Stops Node reading `sock`, for good: pauses it, stops libuv now (pause()
+ * alone lets one more read land in Node's buffer), and makes its _read a
+ * no-op — Node's stream machinery calls read(0) on later ticks by itself
+ * (maybeReadMore, a scheduled resume), and each would start libuv reading
+ * again and take bytes meant for the engine (seen: a data connection whose
+ * units the relay's JavaScript swallowed, the stream stalled).
+ */
 export function stopReading(sock: net.Socket): RawHandle | undefined {
   sock.pause();
+  (sock as unknown as { _read: () => void })._read = noRead;
   const handle = (sock as unknown as { _handle?: RawHandle })._handle;
   if (handle?.reading) {
     handle.reading = false;
@@ -160,6 +168,8 @@ export function stopReading(sock: net.Socket): RawHandle | undefined {
   }
   return handle;
 }
+
+const noRead = (): void => undefined;
 
 let loaded: { engine: SealedEngine | null; problem: string } | undefined;
 
