@@ -96,10 +96,17 @@ export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream
   }
 }
 
+/**
+ * New data connections being set up at once; well under the relay's
+ * tunnel.max_pending_per_ip (64), which counts them until their preamble.
+ */
+const MAX_DIALING = 16;
+
 /** Data connections go to the address the tunnel itself reached (the same relay, not another A record). */
 function sealedPath(engine: SealedEngine, tls: TLSSocket): SealedDataPath {
   const host = tls.remoteAddress!;
   const port = tls.remotePort!;
+  let dialing = 0;
   return {
     engine,
     // The relay keeps at most 64 idle per session for 30 s and closes the rest itself; the agent's
@@ -107,9 +114,18 @@ function sealedPath(engine: SealedEngine, tls: TLSSocket): SealedDataPath {
     pool: new IdleDataConnections({ max: 256, idleMs: 45_000, quiet: (s) => engine.quiet(s) }),
     secrets: (id) => streamSecrets(tls, id),
     dial: () => {
-      const s = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 });
-      s.pause();
-      return s;
+      if (dialing >= MAX_DIALING) return null;
+      dialing++;
+      const sock = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 });
+      sock.pause();
+      let counted = true;
+      return {
+        sock,
+        done: () => {
+          if (counted) dialing--;
+          counted = false;
+        },
+      };
     },
   };
 }

@@ -141,6 +141,7 @@ export interface OpenResult {
   message?: string;
   localAddress?: string;
   localPort?: number;
+  unsealed?: boolean;
 }
 
 /** Directory holding portico/v1/*.proto (works from src and from dist/). */

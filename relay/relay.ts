@@ -81,7 +81,7 @@ export class Relay implements RelayHooks {
   ) {
     // Health, replicas, usage statistics and metrics (relay/observability.ts).
     this.obs = new Observability({ config, logger, store, registry: this.registry });
-    this.sealed = config.tunnel.sealedData && sealedEngine() ? new SealedRendezvous(logger, config.tunnel.handshakeTimeout) : null;
+    this.sealed = config.tunnel.sealedData && sealedEngine() ? new SealedRendezvous(logger, config.tunnel.handshakeTimeout, config.tunnel.maxPendingPerIp) : null;
     if (config.tunnel.sealedData && !this.sealed) logger.info(`sealed data path ${sealedProblem()}; raw TCP streams ride the TLS mux`);
     const deps = { config, logger, registry: this.registry, loopGuard: this.loopGuard, obs: this.obs, ...(this.sealed ? { sealed: this.sealed } : {}) };
     this.publishers = Object.values(relayPublishers).map((make) => make(deps));

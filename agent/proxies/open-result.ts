@@ -4,8 +4,9 @@ import { errorCodeToWire, type ErrorCode } from '../../shared/errors.js';
 import { OpenResultCodec } from '../../proto/index.js';
 import type { Duplex } from 'node:stream';
 
-export function sendOpenOk(stream: Duplex, localAddress: string, localPort: number): void {
-  stream.write(encodeFrame(OpenResultCodec.encode({ ok: true, localAddress, localPort })));
+/** `unsealed`: a sealed stream whose bytes ride the stream after all (no data connection could be had). */
+export function sendOpenOk(stream: Duplex, localAddress: string, localPort: number, unsealed = false): void {
+  stream.write(encodeFrame(OpenResultCodec.encode({ ok: true, localAddress, localPort, ...(unsealed ? { unsealed } : {}) })));
 }
 
 /** Refuses the stream with a code and message, then ends it. */

@@ -1,13 +1,17 @@
 /**
  * Agent side of a sealed TCP stream (docs/native-data-path.md): dial the
  * app and, beside the tunnel, a data connection to the relay that starts
- * with the preamble; once both are up, hand them to the native engine and
- * answer the stream. The stream then only anchors the connection: its
- * reset aborts the pair, and it is ended when the pair ended.
+ * with the preamble (or take the idle one the relay named); once the relay
+ * answered it and the app is up, hand both to the native engine and answer
+ * the stream. The stream then only anchors the connection: its reset
+ * aborts the pair, and it is ended when the pair ended. Without a data
+ * connection (refused, unreachable, gone) the stream carries the bytes
+ * itself, like any mux stream — the open-result says `unsealed`.
  */
 import net from 'node:net';
-import { pairKeys, preamble } from '../../shared/sealed/keys.js';
-import type { SealedPair } from '../../shared/sealed/engine.js';
+import { pairKeys, preamble, SEALED_ACK } from '../../shared/sealed/keys.js';
+import { stopReading, type SealedPair } from '../../shared/sealed/engine.js';
+import { splice } from '../../shared/util/splice.js';
 import type { MuxStream } from '../../shared/mux/index.js';
 import type { StreamHeader } from '../../proto/index.js';
 import { nothingListeningMessage, sendOpenError, sendOpenOk } from './open-result.js';
@@ -15,6 +19,8 @@ import type { AgentStreamContext, SealedDataPath } from './types.js';
 
 /** How long a reused data connection may still be finishing its previous stream on this side. */
 const REUSE_WAIT_MS = 2_000;
+/** How long a new data connection may take to be answered before the stream rides the mux instead. */
+const DATA_ANSWER_MS = 5_000;
 
 export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number, ctx: AgentStreamContext, sealed: SealedDataPath): void {
   const id = Buffer.from(header.sealedId!);
@@ -25,7 +31,9 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
   const app = net.connect({ host: ctx.localHost, port, allowHalfOpen: true, noDelay: true });
   app.pause(); // never read by Node: the engine takes it over
   let data: net.Socket | null = null;
-  let pending = 2;
+  let dataState: 'pending' | 'ok' | 'failed' = 'pending';
+  let appUp = false;
+  let decided = false;
   let failed = false;
   let pair: SealedPair | null = null;
   const onDataClose = () => pair?.abort();
@@ -35,26 +43,47 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
     app.destroy();
     data?.destroy();
   };
-  function fail(why: 'APP' | 'DATA' | 'TIMEOUT' | 'STREAM' | 'REUSE', err?: NodeJS.ErrnoException): void {
-    if (failed || pair) return;
+  function fail(why: 'APP' | 'TIMEOUT' | 'STREAM', err?: NodeJS.ErrnoException): void {
+    if (failed || decided) return;
     failed = true;
     cleanup();
     if (why === 'APP' && err?.code === 'ECONNREFUSED') sendOpenError(stream, 'NOTHING_LISTENING', nothingListeningMessage(port, ctx.serverId));
     else if (why === 'APP') sendOpenError(stream, 'UPSTREAM_FAILED', `cannot reach ${ctx.localHost}:${port} inside ${ctx.serverId}: ${err?.code ?? err?.message}`);
-    else if (why === 'DATA') sendOpenError(stream, 'UPSTREAM_FAILED', `cannot open a sealed data connection to the relay: ${err?.code ?? err?.message}`);
-    else if (why === 'REUSE') sendOpenError(stream, 'UPSTREAM_FAILED', 'the idle data connection the relay chose is gone on the agent side');
-    else if (why === 'TIMEOUT') sendOpenError(stream, 'TIMEOUT', `connecting ${ctx.localHost}:${port} and the data connection took over ${ctx.dialTimeout} ms`);
+    else if (why === 'TIMEOUT') sendOpenError(stream, 'TIMEOUT', `connecting ${ctx.localHost}:${port} took over ${ctx.dialTimeout} ms`);
     ctx.logger.debug({ port, why, err: err?.code ?? err?.message }, 'sealed stream not opened');
   }
-  const ready = () => {
-    if (--pending > 0 || failed || !data) return;
+  /** No data connection (refused, unreachable, gone from the pool): the stream carries the bytes. */
+  const dataFailed = (why: string) => {
+    if (dataState !== 'pending') return;
+    dataState = 'failed';
+    data?.destroy();
+    data = null;
+    ctx.logger.debug({ port, why }, 'no sealed data connection; the stream carries the bytes');
+    decide();
+  };
+  const dataOk = (s: net.Socket) => {
+    if (dataState !== 'pending' || failed) {
+      s.destroy();
+      return;
+    }
+    dataState = 'ok';
+    data = s;
+    decide();
+  };
+  function decide(): void {
+    if (decided || failed || !appUp || dataState === 'pending') return;
+    decided = true;
     clearTimeout(timer);
+    if (dataState === 'failed' || !data) {
+      sendOpenOk(stream, app.localAddress ?? '', app.localPort ?? 0, true);
+      splice(stream, app);
+      return;
+    }
     const d = data;
     try {
       pair = sealed.engine.add(app, d, pairKeys(secrets, 'agent'));
     } catch (err) {
       ctx.logger.warn({ err: (err as Error).message }, 'cannot hand a connection to the sealed engine');
-      failed = true;
       cleanup();
       stream.destroy();
       return;
@@ -78,27 +107,49 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
       // (The relay closes idle ones first, so TIME_WAIT lands on its side, not on the agent's ports.)
       sealed.pool.put(connId, d);
     });
-  };
-  app.once('connect', ready);
+  }
+  app.once('connect', () => {
+    appUp = true;
+    decide();
+  });
   app.once('error', (err) => fail('APP', err));
   app.on('error', () => undefined);
   if (poolId) {
-    void sealed.pool.waitFor(poolId, REUSE_WAIT_MS).then((s) => {
-      if (!s) return fail('REUSE');
-      data = s;
-      if (failed) return s.destroy();
-      ready();
-    });
+    void sealed.pool.waitFor(poolId, REUSE_WAIT_MS).then((s) => (s ? dataOk(s) : dataFailed('the idle data connection the relay chose is gone here')));
   } else {
-    const s = sealed.dial();
-    data = s;
-    s.on('error', () => undefined);
-    s.once('error', (err) => fail('DATA', err));
-    s.once('connect', () => s.write(preamble(id, secrets), (err) => (err ? fail('DATA', err) : ready())));
+    const dialed = sealed.dial();
+    if (!dialed) {
+      dataFailed('enough data connections are being set up already');
+    } else {
+      const s = dialed.sock;
+      data = s;
+      s.on('error', () => undefined);
+      const answerTimer = setTimeout(() => {
+        dialed.done();
+        dataFailed('the relay did not answer the data connection');
+      }, DATA_ANSWER_MS);
+      const gone = () => {
+        clearTimeout(answerTimer);
+        dialed.done();
+        dataFailed('the relay closed the data connection (refused)');
+      };
+      s.once('close', gone);
+      s.once('connect', () => s.write(preamble(id, secrets)));
+      // The relay answers a matched preamble with one byte, then sends nothing until this side's open-result.
+      s.once('data', (answer: Buffer) => {
+        stopReading(s);
+        clearTimeout(answerTimer);
+        dialed.done();
+        s.off('close', gone);
+        if (answer.length === 1 && answer[0] === SEALED_ACK) dataOk(s);
+        else dataFailed('unexpected answer on the data connection');
+      });
+      s.resume();
+    }
   }
   stream.once('close', () => {
     if (pair) {
       if (!stream.readableEnded || stream.errored) pair.abort();
-    } else fail('STREAM');
+    } else if (!decided) fail('STREAM');
   });
 }

@@ -12,8 +12,13 @@ export interface SealedDataPath {
   engine: SealedEngine;
   /** Secrets of stream `id`, from the tunnel's TLS session. */
   secrets(id: Buffer): StreamSecrets;
-  /** A new TCP connection to the relay's tunnel address, paused (never read by Node). */
-  dial(): net.Socket;
+  /**
+   * A new TCP connection to the relay's tunnel address, paused, or null when
+   * MAX_DIALING are already being set up (a burst of new streams: the rest
+   * ride the mux rather than trip the relay's per-address handshake cap).
+   * `done()` when the connection was answered or failed.
+   */
+  dial(): { sock: net.Socket; done: () => void } | null;
   /** Data connections between streams, by the id of the stream that opened them. */
   pool: IdleDataConnections;
 }

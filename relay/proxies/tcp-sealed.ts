@@ -12,7 +12,7 @@ import { errorCodeFromWire } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 import type { SealedEngine, SealedPair } from '../../shared/sealed/engine.js';
 import { newSealedId, pairKeys } from '../../shared/sealed/keys.js';
-import type { SpliceStats } from '../../shared/util/splice.js';
+import { splice, type SpliceStats } from '../../shared/util/splice.js';
 import type { StreamHeader } from '../../proto/index.js';
 import type { AgentSession } from '../sessions/agent-session.js';
 import type { LoopGuard } from './loop-guard.js';
@@ -36,12 +36,15 @@ export interface SealedOpen {
 export function openSealed(o: SealedOpen): SpliceStats {
   const { sock, session } = o;
   let pair: SealedPair | null = null;
+  /** Set when the agent answered `unsealed`: the bytes ride the stream (splice's counts). */
+  let viaMux: SpliceStats | null = null;
+  let unsealed = false;
   const counted: SpliceStats = {
     get aToB() {
-      return pair?.up ?? 0;
+      return viaMux?.aToB ?? pair?.up ?? 0;
     },
     get bToA() {
-      return pair?.down ?? 0;
+      return viaMux?.bToA ?? pair?.down ?? 0;
     },
   };
   const id = newSealedId();
@@ -57,7 +60,7 @@ export function openSealed(o: SealedOpen): SpliceStats {
     closed = true;
     wait?.cancel();
     if (reset) sock.resetAndDestroy();
-    else sock.destroy();
+    else if (!unsealed) sock.destroy(); // (spliced: already closed by splice)
     if (data) {
       data.socket.off('close', onDataClose);
       if (keep && session.dataPool && !session.closed) session.dataPool.put(data.connId, data.socket);
@@ -87,6 +90,7 @@ export function openSealed(o: SealedOpen): SpliceStats {
   if (session.canLoop) o.loopGuard.track(o.header.internalPort, opened.opened, stream);
   // The anchor: a reset stream (or one closed before the pair started) ends the connection.
   stream.once('close', () => {
+    if (unsealed) return; // splice handles both sides
     const clean = stream.readableEnded && !stream.errored;
     if (pair) {
       if (!clean) pair.abort();
@@ -104,6 +108,15 @@ export function openSealed(o: SealedOpen): SpliceStats {
     () => undefined,
   );
   const answered = opened.opened.then((r) => {
+    if (r.ok && r.unsealed) {
+      // The agent could not get a data connection: the stream carries the bytes, like any mux stream.
+      unsealed = true;
+      wait?.cancel();
+      if (pooled) pooled.sock.destroy();
+      const st = splice(sock, stream, () => close(false));
+      viaMux = st;
+      throw new Error('unsealed');
+    }
     if (r.ok) return r;
     o.logger.debug({ server: session.serverId, internalPort: o.header.internalPort, code: errorCodeFromWire(r.code ?? 0) }, r.message || 'agent could not open the local port');
     throw new Error('refused');
@@ -126,6 +139,7 @@ export function openSealed(o: SealedOpen): SpliceStats {
       });
     },
     () => {
+      if (unsealed) return; // spliced: splice ends it
       // The agent refused or went silent, or its data connection never came: look like a closed port.
       if (!stream.destroyed) stream.destroy();
       close(true);

@@ -12,7 +12,8 @@ import { PorticoError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
 import { stopReading } from '../../shared/sealed/engine.js';
 import { metrics } from '../metrics.js';
-import { PREAMBLE_BYTES, SEALED_ID_BYTES, SEALED_MAGIC } from '../../shared/sealed/keys.js';
+import { normalizeAddress } from '../../shared/util/net.js';
+import { PREAMBLE_BYTES, SEALED_ACK, SEALED_ID_BYTES, SEALED_MAGIC } from '../../shared/sealed/keys.js';
 
 export interface Arrival {
   socket: net.Socket;
@@ -34,9 +35,19 @@ export class SealedRendezvous {
   /** Data connections matched to their stream. */
   accepted = 0;
 
+  /** Connections per IP address whose preamble has not matched yet. */
+  private readonly unmatched = new Map<string, number>();
+
+  /**
+   * `maxUnmatchedPerIp`: connections from one address still before their
+   * preamble matched, beyond the ids waiting right now (an agent dials one
+   * per stream the relay opened, so a burst of streams may bring hundreds;
+   * anyone else gets this many).
+   */
   constructor(
     private readonly logger: Logger,
     private readonly preambleTimeoutMs: number,
+    private readonly maxUnmatchedPerIp = 64,
   ) {}
 
   get pending(): number {
@@ -69,13 +80,28 @@ export class SealedRendezvous {
   }
 
   /** A connection on the tunnel port that is not TLS: read the preamble, then match it. */
-  accept(raw: net.Socket, first: Buffer, settled: () => void, remainingMs = this.preambleTimeoutMs): void {
+  accept(raw: net.Socket, first: Buffer, remainingMs = this.preambleTimeoutMs): void {
     const parts = [first];
     const refuse = (why: string) => {
       this.refused++;
       metrics.sealedConnections.inc({ result: 'refused' });
       this.logger.debug({ peer: `${raw.remoteAddress}:${raw.remotePort}`, reason: why }, 'sealed data connection refused');
       raw.destroy();
+    };
+    const ip = normalizeAddress(raw.remoteAddress);
+    const count = this.unmatched.get(ip) ?? 0;
+    if (count >= this.maxUnmatchedPerIp + this.waiting.size) {
+      refuse('too many data connections from this address before their preamble');
+      return;
+    }
+    this.unmatched.set(ip, count + 1);
+    let counted = true;
+    const settled = () => {
+      if (!counted) return;
+      counted = false;
+      const left = (this.unmatched.get(ip) ?? 1) - 1;
+      if (left <= 0) this.unmatched.delete(ip);
+      else this.unmatched.set(ip, left);
     };
     const timer = setTimeout(() => refuse('no preamble within the handshake timeout'), remainingMs);
     raw.once('close', () => {
@@ -108,6 +134,7 @@ export class SealedRendezvous {
       settled();
       this.accepted++;
       raw.setNoDelay(true); // small units (an SSH key press) go out at once, not behind a delayed ACK
+      raw.write(Buffer.of(SEALED_ACK)); // the agent hands its side over only after this
       raw.setKeepAlive(true, 30_000);
       metrics.sealedConnections.inc({ result: 'accepted' });
       // Anything Node buffered after the pause belongs to the engine too (read synchronously:

@@ -7,7 +7,9 @@
  * Preamble the agent sends on a new data connection (36 bytes):
  *   "PSD1" (no TLS record starts with 'P') ‖ id (16) ‖ proof (16)
  * The relay accepts it only when the proof matches the one it derived for
- * that id; then sealed units follow (native/sealed_pump.c).
+ * that id and answers one byte (SEALED_ACK); then sealed units follow
+ * (native/sealed_pump.c). Without the answer the agent carries the stream
+ * on the mux instead.
  */
 import { randomBytes } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
@@ -17,6 +19,8 @@ export const SEALED_MAGIC = Buffer.from('PSD1', 'latin1');
 export const SEALED_ID_BYTES = 16;
 const PROOF_BYTES = 16;
 export const PREAMBLE_BYTES = SEALED_MAGIC.length + SEALED_ID_BYTES + PROOF_BYTES;
+/** The relay's one-byte answer to a matched preamble: the agent hands the connection over only after it. */
+export const SEALED_ACK = 0x4b; // 'K'
 const LABEL = 'EXPORTER-portico-sealed-v1';
 
 export interface StreamSecrets {

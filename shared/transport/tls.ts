@@ -68,8 +68,8 @@ export const tlsServerTransport: ServerTransport = {
         raw.off('close', onClose);
         raw.pause();
         if (first[0] !== TLS_HANDSHAKE_RECORD) {
-          const key = keyOf(raw);
-          onSealed(raw, first, () => pending?.done(key), Math.max(0, acceptedAt + opts.handshakeTimeout - Date.now()));
+          pending?.done(keyOf(raw));
+          onSealed(raw, first, Math.max(0, acceptedAt + opts.handshakeTimeout - Date.now()));
           return;
         }
         raw.unshift(first);

@@ -32,11 +32,12 @@ export interface ListenOptions {
   /**
    * Connections whose first byte is not a TLS record's (0x16) go here with
    * what was read of them: the sealed data connections
-   * (relay/sealed/rendezvous.ts). `settled` ends their count against
-   * maxPendingPerIp; `remainingMs` is what is left of the handshake timeout
-   * (one deadline from accept). Without it every connection is TLS.
+   * (relay/sealed/rendezvous.ts), which keeps its own count of them (an
+   * agent may open many at once); they leave maxPendingPerIp's count here.
+   * `remainingMs` is what is left of the handshake timeout (one deadline
+   * from accept). Without it every connection is TLS.
    */
-  onSealed?: (raw: import('node:net').Socket, first: Buffer, settled: () => void, remainingMs: number) => void;
+  onSealed?: (raw: import('node:net').Socket, first: Buffer, remainingMs: number) => void;
 }
 
 export interface DialOptions {

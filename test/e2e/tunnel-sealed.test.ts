@@ -87,14 +87,15 @@ if (!sealedEngine()) {
     t.equal(await metric('portico_bytes_total', { server: cluster.server.id, direction: 'out' }) - before.out, 64 * MiB, 'bytes out counted exactly');
   });
 
-  t.test('100 concurrent echoes of 256 KiB, each over its own sealed connection; streams back to 0', async (t) => {
+  t.test('100 concurrent echoes of 256 KiB: sealed or, past 16 new data connections at once, on the mux; streams back to 0', async (t) => {
     const port = cluster.server.ports[1]!;
     const echo = await startEcho(TARGET_HOST, port);
     t.teardown(() => echo.close());
     const before = await sealedStreams();
     const results = await Promise.all(Array.from({ length: 100 }, () => exchange('127.0.0.1', port, 256 * 1024)));
     t.equal(results.filter((r) => r.received !== 256 * 1024 || r.receivedSha !== r.sentSha).length, 0, 'every echo intact');
-    t.equal((await sealedStreams()) - before, 100, 'each took one data connection');
+    const sealedNow = (await sealedStreams()) - before;
+    t.ok(sealedNow >= 16 && sealedNow <= 100, `${sealedNow} took a data connection, the rest the mux`);
     t.ok(await eventually(async () => (await openStreams(cluster.server.id)) === 0), 'open streams back to 0');
     // 100 came back idle; the relay keeps 64 and closes the rest itself, so nothing of it sits in
     // TIME_WAIT on the agent's ephemeral ports.
@@ -166,6 +167,20 @@ if (!sealedEngine()) {
     const { client, server } = await flight;
     t.equal(server.receivedSha, client.sentSha, 'transfer in flight: client -> app intact');
     t.equal(client.receivedSha, server.sentSha, 'transfer in flight: app -> client intact');
+  });
+
+  t.test('data connections refused by the relay (tunnel.max_pending_per_ip: 1): those streams ride the mux, every byte intact', async (t) => {
+    const other = await startCluster({ relay: { tunnel: 'max_pending_per_ip: 1' } });
+    t.teardown(() => other.stop());
+    const port = other.server.ports[0]!;
+    const echo = await startEcho(TARGET_HOST, port);
+    t.teardown(() => echo.close());
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.all(Array.from({ length: 40 }, () => exchange('127.0.0.1', port, 128 * 1024)));
+      t.equal(results.filter((r) => r.received !== 128 * 1024 || r.receivedSha !== r.sentSha).length, 0, `round ${round}: every echo intact`);
+    }
+    const res = await fetch(`${other.relay.apiUrl}/metrics`, { headers: { authorization: `Bearer ${other.relay.adminKey}` } });
+    t.comment((await res.text()).split('\n').filter((l) => l.startsWith('portico_sealed_connections_total{')).join('; '));
   });
 
   t.test('an agent without the engine (PORTICO_NATIVE=0) rides the mux, same bytes', async (t) => {
