@@ -106,15 +106,17 @@ class TcpPublisher implements PortPublisher {
   }
 
   private onConnection(accepted: net.Socket, serverId: string, port: number): void {
-    // Read the client through our own (growing) buffers: a bulk upload becomes 256 KiB mux bursts.
-    const reader = new SocketReader();
-    const adopted = adoptAccepted(accepted, reader, { allowHalfOpen: true });
+    // Read the client through our own (growing) buffers: a bulk upload becomes 256 KiB mux bursts —
+    // unless the bytes will take a sealed data connection (the engine reads the socket itself).
+    const sealed = this.deps.sealed !== undefined && this.deps.registry.primary(serverId)?.sealed;
+    const reader = sealed ? null : new SocketReader();
+    const adopted = reader ? adoptAccepted(accepted, reader, { allowHalfOpen: true }) : null;
     // (Not adopted: the paused socket starts reading when splice resumes it.)
     const sock = adopted ?? accepted;
     this.sockets.add(sock);
     sock.once('close', () => this.sockets.delete(sock));
     sock.on('error', () => undefined);
-    void this.route(sock, serverId, port, adopted ? reader : undefined);
+    void this.route(sock, serverId, port, adopted && reader ? reader : undefined);
   }
 
   private async route(sock: net.Socket, serverId: string, port: number, reader: SocketReader | undefined): Promise<void> {
