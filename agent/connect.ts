@@ -101,29 +101,50 @@ export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream
  * tunnel.max_pending_per_ip (64), which counts them until their preamble.
  */
 const MAX_DIALING = 16;
+/** How long a stream of a burst waits for a free dialing slot before it rides the mux instead. */
+const DIAL_QUEUE_MS = 2_000;
 
 /** Data connections go to the address the tunnel itself reached (the same relay, not another A record). */
 function sealedPath(engine: SealedEngine, tls: TLSSocket): SealedDataPath {
   const host = tls.remoteAddress!;
   const port = tls.remotePort!;
   let dialing = 0;
+  const queue: ((ok: boolean) => void)[] = [];
   return {
     engine,
     // The relay keeps at most 64 idle per session for 30 s and closes the rest itself; the agent's
     // looser limits only clean up what the relay closed.
     pool: new IdleDataConnections({ max: 256, idleMs: 45_000, quiet: (s) => engine.quiet(s) }),
     secrets: (id) => streamSecrets(tls, id),
-    dial: () => {
-      if (dialing >= MAX_DIALING) return null;
-      dialing++;
+    dial: async () => {
+      if (dialing < MAX_DIALING) dialing++;
+      else {
+        // A burst: wait for a slot (handed over by the one that finishes), a short while.
+        const slot = await new Promise<boolean>((resolve) => {
+          const entry = (ok: boolean) => {
+            clearTimeout(timer);
+            resolve(ok);
+          };
+          const timer = setTimeout(() => {
+            const i = queue.indexOf(entry);
+            if (i >= 0) queue.splice(i, 1);
+            resolve(false);
+          }, DIAL_QUEUE_MS);
+          queue.push(entry);
+        });
+        if (!slot) return null;
+      }
       const sock = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 });
       sock.pause();
       let counted = true;
       return {
         sock,
         done: () => {
-          if (counted) dialing--;
+          if (!counted) return;
           counted = false;
+          const next = queue.shift();
+          if (next) next(true); // the slot passes on; `dialing` stays
+          else dialing--;
         },
       };
     },

@@ -117,35 +117,39 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
   if (poolId) {
     void sealed.pool.waitFor(poolId, REUSE_WAIT_MS).then((s) => (s ? dataOk(s) : dataFailed('the idle data connection the relay chose is gone here')));
   } else {
-    const dialed = sealed.dial();
-    if (!dialed) {
-      dataFailed('enough data connections are being set up already');
-    } else {
-      const s = dialed.sock;
-      data = s;
-      s.on('error', () => undefined);
-      const answerTimer = setTimeout(() => {
+    void sealed.dial().then((dialed) => {
+      if (!dialed) {
+        dataFailed('a burst: no free slot to set up a data connection in time');
+      } else if (failed || decided) {
+        dialed.sock.destroy();
         dialed.done();
-        dataFailed('the relay did not answer the data connection');
-      }, DATA_ANSWER_MS);
-      const gone = () => {
-        clearTimeout(answerTimer);
-        dialed.done();
-        dataFailed('the relay closed the data connection (refused)');
-      };
-      s.once('close', gone);
-      s.once('connect', () => s.write(preamble(id, secrets)));
-      // The relay answers a matched preamble with one byte, then sends nothing until this side's open-result.
-      s.once('data', (answer: Buffer) => {
-        stopReading(s);
-        clearTimeout(answerTimer);
-        dialed.done();
-        s.off('close', gone);
-        if (answer.length === 1 && answer[0] === SEALED_ACK) dataOk(s);
-        else dataFailed('unexpected answer on the data connection');
-      });
-      s.resume();
-    }
+      } else {
+        const s = dialed.sock;
+        data = s;
+        s.on('error', () => undefined);
+        const answerTimer = setTimeout(() => {
+          dialed.done();
+          dataFailed('the relay did not answer the data connection');
+        }, DATA_ANSWER_MS);
+        const gone = () => {
+          clearTimeout(answerTimer);
+          dialed.done();
+          dataFailed('the relay closed the data connection (refused)');
+        };
+        s.once('close', gone);
+        s.once('connect', () => s.write(preamble(id, secrets)));
+        // The relay answers a matched preamble with one byte, then sends nothing until this side's open-result.
+        s.once('data', (answer: Buffer) => {
+          stopReading(s);
+          clearTimeout(answerTimer);
+          dialed.done();
+          s.off('close', gone);
+          if (answer.length === 1 && answer[0] === SEALED_ACK) dataOk(s);
+          else dataFailed('unexpected answer on the data connection');
+        });
+        s.resume();
+      }
+    });
   }
   stream.once('close', () => {
     if (pair) {

@@ -13,12 +13,13 @@ export interface SealedDataPath {
   /** Secrets of stream `id`, from the tunnel's TLS session. */
   secrets(id: Buffer): StreamSecrets;
   /**
-   * A new TCP connection to the relay's tunnel address, paused, or null when
-   * MAX_DIALING are already being set up (a burst of new streams: the rest
-   * ride the mux rather than trip the relay's per-address handshake cap).
-   * `done()` when the connection was answered or failed.
+   * A new TCP connection to the relay's tunnel address, paused. At most
+   * MAX_DIALING are set up at once (the relay counts them against its
+   * per-address handshake cap until their preamble); in a burst the rest
+   * wait for a slot, and get null after a short wait (that stream then
+   * rides the mux). `done()` once the connection was answered or failed.
    */
-  dial(): { sock: net.Socket; done: () => void } | null;
+  dial(): Promise<{ sock: net.Socket; done: () => void } | null>;
   /** Data connections between streams, by the id of the stream that opened them. */
   pool: IdleDataConnections;
 }
