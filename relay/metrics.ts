@@ -112,7 +112,7 @@ export const metrics = {
   /** Sealed data connections (docs/native-data-path.md): new ones taken for a stream, refused ones (unknown id, wrong proof, not a preamble), idle ones reused for another stream. */
   sealedConnections: new Counter({
     name: 'portico_sealed_connections_total',
-    help: 'Sealed data connections on the tunnel port, by result (accepted, refused, reused)',
+    help: 'Sealed data connections on the tunnel port, by result (accepted, refused, reused; unsealed: a stream the agent carried on the mux for want of one)',
     labelNames: ['result'] as const,
     registers: [registry],
   }),

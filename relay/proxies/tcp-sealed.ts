@@ -13,6 +13,7 @@ import type { Logger } from '../../shared/logging.js';
 import type { SealedEngine, SealedPair } from '../../shared/sealed/engine.js';
 import { newSealedId, pairKeys } from '../../shared/sealed/keys.js';
 import { splice, type SpliceStats } from '../../shared/util/splice.js';
+import type { SocketReader } from '../../shared/util/socket-reader.js';
 import type { StreamHeader } from '../../proto/index.js';
 import type { AgentSession } from '../sessions/agent-session.js';
 import type { LoopGuard } from './loop-guard.js';
@@ -21,6 +22,8 @@ import { metrics } from '../metrics.js';
 
 export interface SealedOpen {
   sock: net.Socket;
+  /** The SocketReader `sock` reads through, if it was adopted (used only if the stream falls back to the mux). */
+  reader?: SocketReader;
   session: AgentSession;
   header: StreamHeader;
   engine: SealedEngine;
@@ -59,6 +62,7 @@ export function openSealed(o: SealedOpen): SpliceStats {
     if (closed) return;
     closed = true;
     wait?.cancel();
+    if (!unsealed) o.reader?.dispose(); // (spliced: splice disposes it)
     if (reset) sock.resetAndDestroy();
     else if (!unsealed) sock.destroy(); // (spliced: already closed by splice)
     if (data) {
@@ -73,14 +77,13 @@ export function openSealed(o: SealedOpen): SpliceStats {
   try {
     // (The key export throws if the tunnel's TLS socket is already gone.)
     secrets = session.sealed!(id);
-    if (!pooled) wait = o.rendezvous.expect(id, secrets.proof, o.timeoutMs);
+    if (!pooled) wait = o.rendezvous.expect(id, secrets.proof, o.timeoutMs, session.peer.remoteAddress);
     opened = session.open({ ...o.header, sealedId: id, ...(pooled ? { poolId: Buffer.from(pooled.id, 'hex') } : {}) }, o.timeoutMs);
   } catch {
     pooled?.sock.destroy();
     close(true);
     return counted;
   }
-  if (pooled) metrics.sealedConnections.inc({ result: 'reused' });
   const keys = pairKeys(secrets, 'relay');
   const arrival: Promise<Arrival & { connId: string }> = pooled
     ? Promise.resolve({ socket: pooled.sock, preload: Buffer.alloc(0), connId: pooled.id })
@@ -101,9 +104,12 @@ export function openSealed(o: SealedOpen): SpliceStats {
   // The data connection is this stream's once it is here, whatever happens to the stream.
   arrival.then(
     (a) => {
+      if (closed || unsealed) {
+        a.socket.destroy();
+        return;
+      }
       data = a;
       a.socket.once('close', onDataClose);
-      if (closed) a.socket.destroy();
     },
     () => undefined,
   );
@@ -111,10 +117,15 @@ export function openSealed(o: SealedOpen): SpliceStats {
     if (r.ok && r.unsealed) {
       // The agent could not get a data connection: the stream carries the bytes, like any mux stream.
       unsealed = true;
+      metrics.sealedConnections.inc({ result: 'unsealed' });
       wait?.cancel();
       if (pooled) pooled.sock.destroy();
-      const st = splice(sock, stream, () => close(false));
-      viaMux = st;
+      if (data) {
+        data.socket.off('close', onDataClose);
+        data.socket.destroy();
+        data = null;
+      }
+      viaMux = splice(sock, stream, () => close(false), undefined, o.reader ? { a: o.reader } : undefined);
       throw new Error('unsealed');
     }
     if (r.ok) return r;
@@ -126,6 +137,8 @@ export function openSealed(o: SealedOpen): SpliceStats {
       if (closed) return;
       try {
         pair = o.engine.add(sock, a.socket, keys, a.preload);
+        if (pooled) metrics.sealedConnections.inc({ result: 'reused' });
+        o.reader?.dispose(); // the engine reads the client now
       } catch (err) {
         o.logger.warn({ err: (err as Error).message }, 'cannot hand a connection to the sealed engine');
         stream.destroy();

@@ -162,11 +162,11 @@ class TcpPublisher implements PortPublisher {
     const engine = this.deps.sealed && dest.session.sealed ? sealedEngine() : null;
     if (engine && this.deps.sealed) {
       // The bytes go over a sealed data connection, moved by the native engine (tcp-sealed.ts).
-      reader?.dispose();
       let live: ReturnType<NonNullable<typeof obs>['tcpOpened']> | undefined;
       let ended = false;
       const counted = openSealed({
         sock,
+        ...(reader ? { reader } : {}),
         session: dest.session,
         header,
         engine,

@@ -23,6 +23,8 @@ export interface Arrival {
 
 interface Waiter {
   proof: Buffer;
+  /** The agent's address (its tunnel's peer): data connections from there may exceed the plain cap by its waiting ids. */
+  ip: string;
   resolve(a: Arrival): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
@@ -37,12 +39,23 @@ export class SealedRendezvous {
 
   /** Connections per IP address whose preamble has not matched yet. */
   private readonly unmatched = new Map<string, number>();
+  /** Ids waiting, per agent address. */
+  private readonly waitingByIp = new Map<string, number>();
+
+  private forget(key: string): void {
+    const w = this.waiting.get(key);
+    if (!w) return;
+    this.waiting.delete(key);
+    const left = (this.waitingByIp.get(w.ip) ?? 1) - 1;
+    if (left <= 0) this.waitingByIp.delete(w.ip);
+    else this.waitingByIp.set(w.ip, left);
+  }
 
   /**
    * `maxUnmatchedPerIp`: connections from one address still before their
-   * preamble matched, beyond the ids waiting right now (an agent dials one
-   * per stream the relay opened, so a burst of streams may bring hundreds;
-   * anyone else gets this many).
+   * preamble matched, beyond the ids waiting right now for agents at that
+   * address (an agent dials one per stream the relay opened; anyone else
+   * gets this many).
    */
   constructor(
     private readonly logger: Logger,
@@ -55,24 +68,26 @@ export class SealedRendezvous {
   }
 
   /** Waits for the data connection of `id`; `cancel()` stops waiting (the stream failed first). */
-  expect(id: Buffer, proof: Buffer, timeoutMs: number): { arrival: Promise<Arrival>; cancel(): void } {
+  expect(id: Buffer, proof: Buffer, timeoutMs: number, agentAddress = ''): { arrival: Promise<Arrival>; cancel(): void } {
     const key = id.toString('hex');
+    const ip = normalizeAddress(agentAddress);
     let waiter!: Waiter;
     const arrival = new Promise<Arrival>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.waiting.delete(key);
+        this.forget(key);
         reject(new PorticoError('TIMEOUT', `the agent's data connection did not arrive within ${timeoutMs} ms`));
       }, timeoutMs);
-      waiter = { proof, resolve, reject, timer };
+      waiter = { proof, ip, resolve, reject, timer };
     });
     this.waiting.set(key, waiter);
+    this.waitingByIp.set(ip, (this.waitingByIp.get(ip) ?? 0) + 1);
     // A caller that gave up (the stream failed) handles nothing: keep the rejection quiet.
     arrival.catch(() => undefined);
     return {
       arrival,
       cancel: () => {
         if (this.waiting.get(key) !== waiter) return;
-        this.waiting.delete(key);
+        this.forget(key);
         clearTimeout(waiter.timer);
         waiter.reject(new PorticoError('UPSTREAM_FAILED', 'stream closed before its data connection arrived'));
       },
@@ -90,7 +105,7 @@ export class SealedRendezvous {
     };
     const ip = normalizeAddress(raw.remoteAddress);
     const count = this.unmatched.get(ip) ?? 0;
-    if (count >= this.maxUnmatchedPerIp + this.waiting.size) {
+    if (count >= this.maxUnmatchedPerIp + (this.waitingByIp.get(ip) ?? 0)) {
       refuse('too many data connections from this address before their preamble');
       return;
     }
@@ -129,7 +144,7 @@ export class SealedRendezvous {
         refuse('proof does not match the agent session');
         return true;
       }
-      this.waiting.delete(key);
+      this.forget(key);
       clearTimeout(waiter.timer);
       settled();
       this.accepted++;

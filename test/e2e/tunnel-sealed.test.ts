@@ -183,6 +183,24 @@ if (!sealedEngine()) {
     t.comment((await res.text()).split('\n').filter((l) => l.startsWith('portico_sealed_connections_total{')).join('; '));
   });
 
+  t.test('replicas, the oldest without the engine: a sealed replica falling back still gets every uploaded byte', async (t) => {
+    // (Found in review: the relay chose how to read the client by the server's oldest agent, and a
+    // connection given to a sealed replica that then fell back to the mux lost its upload.)
+    const other = await startCluster({ relay: { tunnel: 'max_pending_per_ip: 1' }, agent: { env: { PORTICO_NATIVE: '0' } } });
+    t.teardown(() => other.stop());
+    const replica = await startAgent(other.relay, other.server.token);
+    t.teardown(() => replica.stop());
+    const port = other.server.ports[0]!;
+    const echo = await startEcho(TARGET_HOST, port);
+    t.teardown(() => echo.close());
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.all(Array.from({ length: 40 }, () => exchange('127.0.0.1', port, 64 * 1024)));
+      t.equal(results.filter((r) => r.received !== 64 * 1024 || r.receivedSha !== r.sentSha).length, 0, `round ${round}: every echo intact`);
+    }
+    const res = await fetch(`${other.relay.apiUrl}/metrics`, { headers: { authorization: `Bearer ${other.relay.adminKey}` } });
+    t.comment((await res.text()).split('\n').filter((l) => l.startsWith('portico_sealed_connections_total{')).join('; '));
+  });
+
   t.test('an agent without the engine (PORTICO_NATIVE=0) rides the mux, same bytes', async (t) => {
     const server = await createServer(cluster.relay);
     const agent = await startAgent(cluster.relay, server.token, { env: { PORTICO_NATIVE: '0' } });
