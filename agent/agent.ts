@@ -189,7 +189,12 @@ export class Agent extends EventEmitter {
         handler(stream, header, mapping, { localHost: this.config.localHost, serverId: this.serverId, logger: this.logger, dialTimeout: DIAL_TIMEOUT_MS, ...(sealed ? { sealed } : {}) });
       },
       () => stream.destroy(),
-    );
+    )
+      // A handler that throws (the tunnel going away under it) resets its stream, never the agent.
+      .catch((err: Error) => {
+        this.logger.debug({ err: err.message }, 'stream handler failed');
+        stream.destroy();
+      });
   }
 }
 

@@ -113,8 +113,8 @@ function sealedPath(engine: SealedEngine, tls: TLSSocket): SealedDataPath {
   return {
     engine,
     // The relay keeps at most 64 idle per session for 30 s and closes the rest itself; the agent's
-    // looser limits only clean up what the relay closed.
-    pool: new IdleDataConnections({ max: 256, idleMs: 45_000, quiet: (s) => engine.quiet(s) }),
+    // sweep drops what the relay closed, its looser limits are only a backstop.
+    pool: new IdleDataConnections({ max: 256, idleMs: 10 * 60_000, quiet: (s) => engine.quiet(s) }),
     secrets: (id) => streamSecrets(tls, id),
     dial: async () => {
       if (dialing < MAX_DIALING) dialing++;

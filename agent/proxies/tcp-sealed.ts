@@ -27,7 +27,14 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
   const poolId = header.poolId && header.poolId.length > 0 ? Buffer.from(header.poolId).toString('hex') : null;
   // The data connection's name in the idle pools of both sides: the id of the stream that opened it.
   const connId = poolId ?? id.toString('hex');
-  const secrets = sealed.secrets(id);
+  let secrets;
+  try {
+    secrets = sealed.secrets(id); // (throws once the tunnel's TLS socket is gone)
+  } catch {
+    stream.destroy();
+    return;
+  }
+  const keys = pairKeys(secrets, 'agent');
   const app = net.connect({ host: ctx.localHost, port, allowHalfOpen: true, noDelay: true });
   app.pause(); // never read by Node: the engine takes it over
   let data: net.Socket | null = null;
@@ -81,7 +88,7 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
     }
     const d = data;
     try {
-      pair = sealed.engine.add(app, d, pairKeys(secrets, 'agent'));
+      pair = sealed.engine.add(app, d, keys);
     } catch (err) {
       ctx.logger.warn({ err: (err as Error).message }, 'cannot hand a connection to the sealed engine');
       cleanup();
@@ -100,6 +107,7 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
       if (res.code) {
         d.destroy();
         stream.destroy();
+        sealed.pool.discard(connId); // a next stream the relay already named on it stops waiting
         return;
       }
       stream.end();

@@ -9,10 +9,13 @@
  * reliably before the engine takes it over: a resume scheduled for the
  * next tick starts reading again). Taking one checks it with a peek
  * instead: anything waiting on it, its end or an error, and it is closed.
- * Connections idle longer than `idleMs` are closed, and at most `max` are
- * kept (a full pool first drops those the far side closed). The relay's
- * limits are the tighter ones, so it closes first and TIME_WAIT lands on
- * its side.
+ * Connections idle longer than `idleMs` are closed, at most `max` are
+ * kept (a full pool first drops those the far side closed), and a sweep
+ * every few seconds drops those the far side closed. The relay's limits
+ * are the tighter ones, so it closes first and TIME_WAIT lands on its
+ * side; the agent's idle timeout is only a backstop (closing a connection
+ * the relay may still be draining a slow client's download from would
+ * leave that download to an orphaned socket).
  */
 import type net from 'node:net';
 import { stopReading } from './engine.js';
@@ -27,8 +30,17 @@ export class IdleDataConnections {
   private readonly waiters = new Map<string, (s: net.Socket | undefined) => void>();
   private closed = false;
 
-  /** `quiet(sock)`: nothing waiting on the socket, no end, no error (the engine's peek). */
-  constructor(private readonly opts: { max: number; idleMs: number; quiet: (sock: net.Socket) => boolean }) {}
+  private readonly sweeper: NodeJS.Timeout;
+
+  /**
+   * `quiet(sock)`: nothing waiting on the socket, no end, no error (the
+   * engine's peek). Every `sweepMs` the parked ones are checked, so those
+   * the far side closed do not linger (CLOSE_WAIT) until their idle timeout.
+   */
+  constructor(private readonly opts: { max: number; idleMs: number; sweepMs?: number; quiet: (sock: net.Socket) => boolean }) {
+    this.sweeper = setInterval(() => this.sweep(), opts.sweepMs ?? 5_000);
+    this.sweeper.unref();
+  }
 
   get size(): number {
     return this.idle.size;
@@ -93,16 +105,25 @@ export class IdleDataConnections {
     });
   }
 
+  /** This side's pair on `id` failed: whoever waits for it stops waiting. */
+  discard(id: string): void {
+    const waiter = this.waiters.get(id);
+    if (!waiter) return;
+    this.waiters.delete(id);
+    waiter(undefined);
+  }
+
   /** Closes every idle connection and stops parking new ones. */
   close(): void {
     this.closed = true;
+    clearInterval(this.sweeper);
     for (const id of [...this.idle.keys()]) this.remove(id)?.destroy();
     for (const w of this.waiters.values()) w(undefined);
     this.waiters.clear();
   }
 
   /** Closes and forgets every parked connection that is no longer quiet. */
-  private sweep(): void {
+  sweep(): void {
     for (const [id, e] of [...this.idle]) {
       if (this.opts.quiet(e.sock)) continue;
       this.remove(id);

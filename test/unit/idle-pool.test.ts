@@ -95,6 +95,23 @@ if (!engine) {
     p.close();
   });
 
+  t.test('the periodic sweep drops a parked connection the far side closed; discard() wakes a waiter', async (t) => {
+    const p = new IdleDataConnections({ max: 4, idleMs: 60_000, sweepMs: 50, quiet: (s) => engine.quiet(s) });
+    const [a, b] = await unreadPair(t);
+    p.put('a', a);
+    b.end();
+    const keepAlive = setTimeout(() => undefined, 5_000); // the sweep's timer is unref'd
+    await closed(a);
+    clearTimeout(keepAlive);
+    t.equal(p.size, 0, 'swept (no CLOSE_WAIT left until an idle timeout)');
+    const w = p.waitFor('failed', 5_000);
+    const started = Date.now();
+    p.discard('failed');
+    t.equal(await w, undefined);
+    t.ok(Date.now() - started < 1_000, 'at once, not after the wait');
+    p.close();
+  });
+
   t.test('waitFor gets a connection put back later, or gives up; close() wakes waiters', async (t) => {
     const p = pool();
     const [a] = await unreadPair(t);
