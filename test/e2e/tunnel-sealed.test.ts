@@ -4,7 +4,7 @@
 // without the engine and a relay with tunnel.sealed_data off ride the mux;
 // forged and stray connections on the tunnel port are refused without
 // touching a transfer in flight; a killed agent resets its clients.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -169,18 +169,23 @@ if (!sealedEngine()) {
     t.equal(client.receivedSha, server.sentSha, 'transfer in flight: app -> client intact');
   });
 
-  t.test('data connections refused by the relay (tunnel.max_pending_per_ip: 1): those streams ride the mux, every byte intact', async (t) => {
-    const other = await startCluster({ relay: { tunnel: 'max_pending_per_ip: 1' } });
-    t.teardown(() => other.stop());
-    const port = other.server.ports[0]!;
+  /** Three rounds of 40 concurrent echoes of `size` through `c`'s port `port`: every one intact; then its sealed-connection counts as a comment. */
+  async function echoRounds(t: Test, c: Cluster, size: number): Promise<void> {
+    const port = c.server.ports[0]!;
     const echo = await startEcho(TARGET_HOST, port);
     t.teardown(() => echo.close());
     for (let round = 0; round < 3; round++) {
-      const results = await Promise.all(Array.from({ length: 40 }, () => exchange('127.0.0.1', port, 128 * 1024)));
-      t.equal(results.filter((r) => r.received !== 128 * 1024 || r.receivedSha !== r.sentSha).length, 0, `round ${round}: every echo intact`);
+      const results = await Promise.all(Array.from({ length: 40 }, () => exchange('127.0.0.1', port, size)));
+      t.equal(results.filter((r) => r.received !== size || r.receivedSha !== r.sentSha).length, 0, `round ${round}: every echo intact`);
     }
-    const res = await fetch(`${other.relay.apiUrl}/metrics`, { headers: { authorization: `Bearer ${other.relay.adminKey}` } });
+    const res = await fetch(`${c.relay.apiUrl}/metrics`, { headers: { authorization: `Bearer ${c.relay.adminKey}` } });
     t.comment((await res.text()).split('\n').filter((l) => l.startsWith('portico_sealed_connections_total{')).join('; '));
+  }
+
+  t.test('data connections refused by the relay (tunnel.max_pending_per_ip: 1): those streams ride the mux, every byte intact', async (t) => {
+    const other = await startCluster({ relay: { tunnel: 'max_pending_per_ip: 1' } });
+    t.teardown(() => other.stop());
+    await echoRounds(t, other, 128 * 1024);
   });
 
   t.test('replicas, the oldest without the engine: a sealed replica falling back still gets every uploaded byte', async (t) => {
@@ -190,15 +195,7 @@ if (!sealedEngine()) {
     t.teardown(() => other.stop());
     const replica = await startAgent(other.relay, other.server.token);
     t.teardown(() => replica.stop());
-    const port = other.server.ports[0]!;
-    const echo = await startEcho(TARGET_HOST, port);
-    t.teardown(() => echo.close());
-    for (let round = 0; round < 3; round++) {
-      const results = await Promise.all(Array.from({ length: 40 }, () => exchange('127.0.0.1', port, 64 * 1024)));
-      t.equal(results.filter((r) => r.received !== 64 * 1024 || r.receivedSha !== r.sentSha).length, 0, `round ${round}: every echo intact`);
-    }
-    const res = await fetch(`${other.relay.apiUrl}/metrics`, { headers: { authorization: `Bearer ${other.relay.adminKey}` } });
-    t.comment((await res.text()).split('\n').filter((l) => l.startsWith('portico_sealed_connections_total{')).join('; '));
+    await echoRounds(t, other, 64 * 1024);
   });
 
   t.test('an agent without the engine (PORTICO_NATIVE=0) rides the mux, same bytes', async (t) => {

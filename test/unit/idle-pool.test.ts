@@ -12,7 +12,10 @@ import { unreadPair } from '../helpers/sealed-units.js';
 
 const engine = sealedEngine();
 const closed = (s: net.Socket) => (s.closed ? Promise.resolve() : once(s, 'close').then(() => undefined));
-const settle = () => new Promise((r) => setTimeout(r, 50));
+/** Polls until `cond` holds (a peer's bytes, end or reset reaching this socket's kernel queue), 5 s at most. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+}
 
 if (!engine) {
   t.test('idle data connections', { skip: `engine unavailable: ${sealedProblem()}` }, async () => undefined);
@@ -30,12 +33,13 @@ if (!engine) {
     t.equal(got?.sock, a);
     t.equal(got?.id, 'one');
     b.write('after');
-    await settle();
+    await until(() => !engine.quiet(a));
+    t.notOk(engine.quiet(a), 'the bytes wait in the kernel for the engine');
     t.equal(a.readableLength, 0, 'nothing read into Node');
     a.resume(); // (Node cannot start reading it again: the engine's sockets stay unread for good)
-    await settle();
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 20));
     t.equal(a.readableLength, 0, 'still nothing read into Node after a resume()');
-    t.notOk(engine.quiet(a), 'the bytes wait in the kernel for the engine');
     t.equal(p.take()?.id, 'two', 'any one');
     t.equal(p.take(), undefined, 'empty');
     p.close();
@@ -53,7 +57,7 @@ if (!engine) {
     b.write('stray');
     d.end();
     f.resetAndDestroy();
-    await settle();
+    await until(() => !engine.quiet(a) && !engine.quiet(c) && !engine.quiet(e));
     t.equal(p.take('byte'), undefined);
     t.equal(p.take('end'), undefined);
     p.put('good', g);
@@ -86,7 +90,7 @@ if (!engine) {
     p.put('a', a);
     p.put('c', c);
     b.end(); // the relay closed its end of 'a' (over its own cap)
-    await settle();
+    await until(() => !engine.quiet(a));
     p.put('e', e);
     t.equal(p.size, 2);
     t.equal(p.take('e')?.sock, e, 'the live newcomer was kept');
