@@ -27,8 +27,6 @@ export interface Tunnel {
   control: ControlChannel;
   welcome: Welcome;
   remoteAddress: string;
-  /** Raw TCP streams' bytes go over sealed data connections (the relay asked, and this agent can). */
-  sealed?: SealedDataPath;
 }
 
 const CONNECT_TIMEOUT_MS = 15_000;
@@ -85,7 +83,7 @@ export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream
     if (!('welcome' in reply) || !reply.welcome) throw new PorticoError('PROTOCOL_ERROR', 'relay answered hello without a welcome');
     const tunnel: Tunnel = { mux, control, welcome: reply.welcome, remoteAddress: config.relay.host };
     if (reply.welcome.sealedData && engine && tlsSocket) {
-      tunnel.sealed = sealed = sealedPath(engine, tlsSocket);
+      sealed = sealedPath(engine, tlsSocket);
       const pool = sealed.pool;
       mux.once('close', () => pool.close());
     }

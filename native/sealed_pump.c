@@ -689,20 +689,11 @@ static napi_value js_peek(napi_env env, napi_callback_info info) {
   return v;
 }
 
-/* live(): pairs added and not yet reported done. */
-static napi_value js_live(napi_env env, napi_callback_info info) {
-  napi_value v;
-  (void)info;
-  napi_create_uint32(env, E.live, &v);
-  return v;
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
       {"add", NULL, js_add, NULL, NULL, NULL, napi_default, NULL},
       {"abort", NULL, js_abort, NULL, NULL, NULL, napi_default, NULL},
-      {"live", NULL, js_live, NULL, NULL, NULL, napi_default, NULL},
       {"peek", NULL, js_peek, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -159,8 +159,9 @@ class TcpPublisher implements PortPublisher {
       return;
     }
     const header = { mappingId: dest.mapping.id, internalPort: dest.mapping.internalPort, kind: StreamKind.TCP, clientAddress, clientPort, publicPort: port };
-    const engine = this.deps.sealed && dest.session.sealed ? sealedEngine() : null;
-    if (engine && this.deps.sealed) {
+    const rendezvous = dest.session.sealed ? this.deps.sealed : undefined;
+    const engine = rendezvous ? sealedEngine() : null;
+    if (engine && rendezvous) {
       // The bytes go over a sealed data connection, moved by the native engine (tcp-sealed.ts).
       let live: ReturnType<NonNullable<typeof obs>['tcpOpened']> | undefined;
       let ended = false;
@@ -170,7 +171,7 @@ class TcpPublisher implements PortPublisher {
         session: dest.session,
         header,
         engine,
-        rendezvous: this.deps.sealed,
+        rendezvous,
         loopGuard,
         logger,
         timeoutMs: OPEN_TIMEOUT_MS,

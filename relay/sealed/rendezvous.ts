@@ -32,10 +32,6 @@ interface Waiter {
 
 export class SealedRendezvous {
   private readonly waiting = new Map<string, Waiter>();
-  /** Data connections closed for a wrong magic, an unknown or used id, or a wrong proof. */
-  refused = 0;
-  /** Data connections matched to their stream. */
-  accepted = 0;
 
   /** Connections per IP address whose preamble has not matched yet. */
   private readonly unmatched = new Map<string, number>();
@@ -62,10 +58,6 @@ export class SealedRendezvous {
     private readonly preambleTimeoutMs: number,
     private readonly maxUnmatchedPerIp = 64,
   ) {}
-
-  get pending(): number {
-    return this.waiting.size;
-  }
 
   /** Waits for the data connection of `id`; `cancel()` stops waiting (the stream failed first). */
   expect(id: Buffer, proof: Buffer, timeoutMs: number, agentAddress = ''): { arrival: Promise<Arrival>; cancel(): void } {
@@ -98,7 +90,6 @@ export class SealedRendezvous {
   accept(raw: net.Socket, first: Buffer, remainingMs = this.preambleTimeoutMs): void {
     const parts = [first];
     const refuse = (why: string) => {
-      this.refused++;
       metrics.sealedConnections.inc({ result: 'refused' });
       this.logger.debug({ peer: `${raw.remoteAddress}:${raw.remotePort}`, reason: why }, 'sealed data connection refused');
       raw.destroy();
@@ -147,7 +138,6 @@ export class SealedRendezvous {
       this.forget(key);
       clearTimeout(waiter.timer);
       settled();
-      this.accepted++;
       raw.setNoDelay(true); // small units (an SSH key press) go out at once, not behind a delayed ACK
       raw.write(Buffer.of(SEALED_ACK)); // the agent hands its side over only after this
       raw.setKeepAlive(true, 30_000);

@@ -41,7 +41,6 @@ interface Addon {
   init(onDone: (id: number, up: number, down: number, code: string) => void): void;
   add(id: number, plain: number, sealed: number, upKey: Buffer, upPrefix: Buffer, downKey: Buffer, downPrefix: Buffer, unit: number, preload: Buffer | null, counters: Float64Array): void;
   abort(id: number): void;
-  live(): number;
   peek(fd: number): number;
 }
 
