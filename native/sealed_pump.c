@@ -165,7 +165,7 @@ static int step_up(struct pair *p) {
   struct dir *d = &p->d[UP];
   for (int units = 0; units < UNITS_PER_TURN;) {
     if (d->off < d->len) {
-      ssize_t w = send(d->out, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
+      ssize_t w = send(d->out, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (w < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
@@ -194,7 +194,7 @@ static int step_up(struct pair *p) {
       d->fin = 1;
       continue;
     }
-    ssize_t r = read(d->in, d->buf + HDR, p->unit);
+    ssize_t r = recv(d->in, d->buf + HDR, p->unit, MSG_DONTWAIT);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -225,7 +225,7 @@ static ssize_t read_sealed(struct pair *p, unsigned char *to, size_t n) {
     p->pre_off += k;
     return (ssize_t)k;
   }
-  return read(p->d[DOWN].in, to, n);
+  return recv(p->d[DOWN].in, to, n, MSG_DONTWAIT);
 }
 
 /*
@@ -240,7 +240,7 @@ static int step_down(struct pair *p) {
   struct dir *d = &p->d[DOWN];
   for (int units = 0; units < UNITS_PER_TURN;) {
     if (d->off < d->len) {
-      ssize_t w = send(d->out, d->buf + HDR + d->off, d->len - d->off, MSG_NOSIGNAL);
+      ssize_t w = send(d->out, d->buf + HDR + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (w < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
@@ -624,9 +624,7 @@ static napi_value js_add(napi_env env, napi_callback_info info) {
     free_pair(p);
     return fail(env, "cannot take over the sockets (dup failed)");
   }
-  /* libuv made them non-blocking; the engine relies on that. */
-  fcntl(p->plain, F_SETFL, fcntl(p->plain, F_GETFL) | O_NONBLOCK);
-  fcntl(p->sealed, F_SETFL, fcntl(p->sealed, F_GETFL) | O_NONBLOCK);
+  /* Every recv() and send() passes MSG_DONTWAIT: no fcntl() to make the copies non-blocking. */
   p->d[UP].in = p->plain;
   p->d[UP].out = p->sealed;
   p->d[DOWN].in = p->sealed;
