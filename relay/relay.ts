@@ -10,7 +10,7 @@ import type { Logger } from '../shared/logging.js';
 import { PorticoError, isPorticoError } from '../shared/errors.js';
 import { VERSION } from '../shared/version.js';
 import { tlsServerTransport } from '../shared/transport/tls.js';
-import type { PeerInfo, TransportListener } from '../shared/transport/transport.js';
+import type { ListenOptions, PeerInfo, TransportListener } from '../shared/transport/transport.js';
 import { tunnelUpgradeHandler } from '../shared/transport/websocket.js';
 import type { Duplex } from 'node:stream';
 import { openStore } from './store/index.js';
@@ -33,10 +33,21 @@ import type { RelayHooks, ServerStatus } from './api/types.js';
 import { Observability } from './observability.js';
 import { loadOrCreateMetricsKeyHash, registerMetricsRoute } from './stats/metrics-route.js';
 import { SealedRendezvous } from './sealed/rendezvous.js';
-import { sealedEngine, sealedProblem } from '../shared/sealed/engine.js';
+import { sealedEngine, sealedProblem, type SealedEngine } from '../shared/sealed/engine.js';
 
 /** How long an earlier agent connection of a server has to send anything (a pong, data) after a ping when a new one arrives. */
 const LIVENESS_PING_MS = 3_000;
+
+/**
+ * The tunnel listener's hooks for routing a new connection by its first byte
+ * without reading a TLS one (SealedEngine.firstByte, deferAccept).
+ */
+function sealedListenHooks(engine: SealedEngine, handshakeTimeoutMs: number): Pick<ListenOptions, 'firstByte' | 'deferAccept'> {
+  return {
+    firstByte: (raw) => engine.firstByte(raw),
+    deferAccept: (server) => void engine.deferAccept(server, handshakeTimeoutMs / 1000),
+  };
+}
 
 /**
  * Ports handed out by allocatePorts stay taken until releasePorts (the server
@@ -133,8 +144,9 @@ export class Relay implements RelayHooks {
 
   private async listen(): Promise<void> {
     const { config, logger } = this;
+    const engine = this.sealed ? sealedEngine() : null;
     this.tunnel = await tlsServerTransport.listen(
-      { host: config.tunnel.listen.host, port: config.tunnel.listen.port, cert: this.tls.cert, key: this.tls.key, handshakeTimeout: config.tunnel.handshakeTimeout, maxPendingPerIp: config.tunnel.maxPendingPerIp, ...(this.sealed ? { onSealed: this.sealed.accept.bind(this.sealed) } : {}) },
+      { host: config.tunnel.listen.host, port: config.tunnel.listen.port, cert: this.tls.cert, key: this.tls.key, handshakeTimeout: config.tunnel.handshakeTimeout, maxPendingPerIp: config.tunnel.maxPendingPerIp, ...(this.sealed && engine ? { onSealed: this.sealed.accept.bind(this.sealed), ...sealedListenHooks(engine, config.tunnel.handshakeTimeout) } : {}) },
       this.onAgentConnection,
       (err, peer) => {
         const fields = { peer: peer ? `${peer.remoteAddress}:${peer.remotePort}` : undefined, err: err.message };

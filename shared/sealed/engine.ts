@@ -42,6 +42,8 @@ interface Addon {
   add(id: number, plain: number, sealed: number, upKey: Buffer, upPrefix: Buffer, downKey: Buffer, downPrefix: Buffer, unit: number, preload: Buffer | null, counters: Float64Array): void;
   abort(id: number): void;
   peek(fd: number): number;
+  firstByte(fd: number): number;
+  deferAccept(fd: number, seconds: number): number;
 }
 
 /** A plain socket and a data connection being pumped. */
@@ -115,6 +117,29 @@ export class SealedEngine {
     const handle = stopReading(sock);
     if (sock.destroyed || sock.readableLength > 0 || !handle || typeof handle.fd !== 'number' || handle.fd < 0) return false;
     return this.addon.peek(handle.fd) === 0;
+  }
+
+  /**
+   * The first byte waiting on a socket Node has not read yet (0-255), or -1
+   * when nothing is there yet (or it ended, failed, or has no descriptor).
+   * Nothing is read.
+   */
+  firstByte(sock: net.Socket): number {
+    const fd = (sock as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+    if (sock.destroyed || sock.readableLength > 0 || typeof fd !== 'number' || fd < 0) return -1;
+    const b = this.addon.firstByte(fd);
+    return b >= 0 ? b : -1;
+  }
+
+  /**
+   * Has the kernel hand `server`'s connections over only once their first
+   * bytes are there (TCP_DEFER_ACCEPT; a silent one after about `seconds`),
+   * so firstByte() finds them. False when it could not be set.
+   */
+  deferAccept(server: net.Server, seconds: number): boolean {
+    const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return false;
+    return this.addon.deferAccept(fd, Math.max(1, Math.ceil(seconds))) === 0;
   }
 
   /**

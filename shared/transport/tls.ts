@@ -56,8 +56,13 @@ export const tlsServerTransport: ServerTransport = {
         tlsServer.emit('connection', raw);
         return;
       }
-      // Sniff the first bytes (within the handshake timeout), then either hand the socket to TLS
-      // with those bytes put back, or to the sealed data path.
+      // The first byte is usually there at accept: a TLS connection goes to TLS unread.
+      if (opts.firstByte?.(raw) === TLS_HANDSHAKE_RECORD) {
+        tlsServer.emit('connection', raw);
+        return;
+      }
+      // Else sniff the first bytes (within the handshake timeout), then either hand the socket to
+      // TLS with those bytes put back, or to the sealed data path.
       const acceptedAt = Date.now();
       const timer = setTimeout(() => raw.destroy(), opts.handshakeTimeout);
       const onClose = () => clearTimeout(timer);
@@ -92,6 +97,7 @@ export const tlsServerTransport: ServerTransport = {
       server.listen(opts.port, opts.host, () => {
         server.off('error', reject);
         server.on('error', (err) => onError(err));
+        if (opts.firstByte) opts.deferAccept?.(server);
         const addr = server.address() as net.AddressInfo;
         resolve({
           host: addr.address,

@@ -38,6 +38,15 @@ export interface ListenOptions {
    * from accept). Without it every connection is TLS.
    */
   onSealed?: (raw: import('node:net').Socket, first: Buffer, remainingMs: number) => void;
+  /**
+   * With onSealed: the first byte already waiting on a just-accepted socket,
+   * without reading it, or -1 when none is there yet (the listener then reads
+   * the first bytes itself). A TLS connection whose first bytes JavaScript
+   * never read keeps Node's large TLS read buffers (SealedEngine.firstByte).
+   */
+  firstByte?: (raw: import('node:net').Socket) => number;
+  /** With firstByte: called once listening, to have the kernel accept connections only once their first bytes are there. */
+  deferAccept?: (server: import('node:net').Server) => void;
 }
 
 export interface DialOptions {

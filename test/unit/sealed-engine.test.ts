@@ -4,7 +4,7 @@
 // writes opens with the JavaScript reference of the format; a cut data
 // connection, a forged or reordered unit, an oversized length and an abort
 // each reset the plain socket and release nothing unverified; preloaded
-// bytes come first; nothing stays live.
+// bytes come first; firstByte peeks without reading; nothing stays live.
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
@@ -283,5 +283,27 @@ if (!engine) {
     await new Promise((r) => setTimeout(r, 50));
     a.on('data', () => undefined);
     t.throws(() => engine.add(a, c, keyPairs().a), /unread bytes|descriptor/);
+  });
+
+  t.test('firstByte shows the first waiting byte without reading it; -1 before bytes, at the end, once destroyed', async (t) => {
+    const [a, b] = await unreadPair(t);
+    t.equal(engine.firstByte(a), -1, 'nothing has arrived');
+    b.write(Buffer.from([0x16, 0x03, 0x01]));
+    let first = -1;
+    for (let i = 0; i < 200 && first < 0; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      first = engine.firstByte(a);
+    }
+    t.equal(first, 0x16);
+    t.equal(engine.firstByte(a), 0x16, 'peeking again sees the same byte');
+    const got = once(a, 'data') as Promise<[Buffer]>;
+    a.resume();
+    t.same([...(await got)[0]], [0x16, 0x03, 0x01], 'nothing was consumed');
+    a.pause();
+    b.end();
+    await new Promise((r) => setTimeout(r, 20));
+    t.equal(engine.firstByte(a), -1, 'read past: nothing waits');
+    a.destroy();
+    t.equal(engine.firstByte(a), -1, 'destroyed');
   });
 }
