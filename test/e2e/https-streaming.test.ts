@@ -223,6 +223,22 @@ t.test('SSE and NDJSON: each event arrives when it is sent', async (t) => {
   }
 });
 
+t.test('a fixed-length body sent in two halves: the first half is not held back for the second', async (t) => {
+  const res = await open('/halves?half=1000&gap=400');
+  t.equal(res.headers['content-length'], '2000');
+  const chunks: Array<{ at: number; data: Buffer }> = [];
+  await new Promise<void>((resolve, reject) => {
+    res.on('data', (d: Buffer) => chunks.push({ at: Date.now(), data: d }));
+    res.on('end', resolve);
+    res.on('error', reject);
+  });
+  const body = Buffer.concat(chunks.map((c) => c.data));
+  t.equal(body.toString(), 'a'.repeat(1000) + 'b'.repeat(1000));
+  const firstB = chunks.findIndex((c) => c.data.includes(0x62));
+  t.ok(firstB > 0, 'the halves came in separate pieces');
+  t.ok(chunks[firstB]!.at - chunks[0]!.at >= 250, `the first half came ${chunks[firstB]!.at - chunks[0]!.at} ms before the second (sent 400 ms apart)`);
+});
+
 t.test('SSE idle longer than the standard timeout but shorter than the streaming one survives', async (t) => {
   const { at } = await eventTimes('/events?n=3&gap=2000&first=1500', { accept: 'text/event-stream' }, '\n\n');
   t.equal(at.length, 3, 'all 3 events arrived with 1.5-2 s of silence between them (standard is 1 s)');

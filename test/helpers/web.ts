@@ -176,6 +176,16 @@ export async function startOrigin(host = TARGET_HOST): Promise<Origin> {
         later(first, tick);
         return;
       }
+      case '/halves': {
+        // A fixed-length body in two halves, `gap` ms apart (the proxy must not hold the first back).
+        const half = Buffer.alloc(q('half', 1000), 0x61);
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 * half.length });
+        res.write(half);
+        later(q('gap', 300), () => {
+          if (!res.destroyed) res.end(Buffer.alloc(half.length, 0x62));
+        });
+        return;
+      }
       case '/stall':
       case '/api/generate': {
         later(q('ms', 3000), () => {
