@@ -534,7 +534,7 @@ async function main(): Promise<void> {
       }
     };
     await section('https', async () => {
-      const r = await benchHttpsProxy({ seconds: opt.quick ? 3 : 10, log });
+      const r = await benchHttpsProxy({ seconds: opt.quick ? 3 : 10, reps: opt.quick ? 1 : 3, log });
       return { text: `HTTPS web proxy (${r.tool}, ${r.connections} keep-alive connections, 4 KiB responses)\n${r.table}`, data: r };
     });
     await section('udp', async () => {
