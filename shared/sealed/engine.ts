@@ -46,6 +46,12 @@ interface Addon {
   deferAccept(fd: number, seconds: number): number;
 }
 
+/** The descriptor under a socket or server's libuv handle, or -1 (none, closed, not a descriptor). */
+function fdOf(x: net.Socket | net.Server): number {
+  const fd = (x as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
 /** A plain socket and a data connection being pumped. */
 export class SealedPair {
   private readonly counters = new Float64Array(2);
@@ -125,8 +131,8 @@ export class SealedEngine {
    * Nothing is read.
    */
   firstByte(sock: net.Socket): number {
-    const fd = (sock as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
-    if (sock.destroyed || sock.readableLength > 0 || typeof fd !== 'number' || fd < 0) return -1;
+    const fd = fdOf(sock);
+    if (sock.destroyed || sock.readableLength > 0 || fd < 0) return -1;
     const b = this.addon.firstByte(fd);
     return b >= 0 ? b : -1;
   }
@@ -137,8 +143,8 @@ export class SealedEngine {
    * so firstByte() finds them. False when it could not be set.
    */
   deferAccept(server: net.Server, seconds: number): boolean {
-    const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) return false;
+    const fd = fdOf(server);
+    if (fd < 0) return false;
     return this.addon.deferAccept(fd, Math.max(1, Math.ceil(seconds))) === 0;
   }
 
