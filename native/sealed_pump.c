@@ -671,32 +671,15 @@ static napi_value js_abort(napi_env env, napi_callback_info info) {
 }
 
 /*
- * peek(fd): what waits on an idle socket, without reading it — 0 nothing
- * (still usable), 1 bytes, 2 the peer's end, 3 an error. Lets JavaScript
- * check a parked data connection without ever reading it (a reading socket
- * cannot be stopped reliably before the engine takes it over).
- */
-static napi_value js_peek(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], v;
-  int32_t fd;
-  unsigned char b;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc != 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "peek(fd)");
-  ssize_t r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-  int state = r > 0 ? 1 : r == 0 ? 2 : (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : 3;
-  napi_create_int32(env, state, &v);
-  return v;
-}
-
-/*
  * firstByte(fd): the first byte waiting on a socket, without reading it
  * (0-255), or -1 when nothing has arrived yet, -2 at the peer's end, -3 on
- * an error. The tunnel listener tells TLS from a sealed data connection by
- * it and so never reads a TLS connection's first bytes in JavaScript:
- * bytes fed to TLS that way leave Node's TLS read buffers at 1 KiB + 16 KiB
- * for the connection's life (two read() calls per 17 KiB instead of one per
- * 64 KiB).
+ * an error. JavaScript uses it where it must not read a socket:
+ *  - a parked data connection is still usable only while -1 (a reading
+ *    socket cannot be stopped reliably before the engine takes it over);
+ *  - the tunnel listener tells TLS from a sealed data connection by it and
+ *    so never reads a TLS connection's first bytes in JavaScript: bytes fed
+ *    to TLS that way leave Node's TLS read buffers at 1 KiB + 16 KiB for the
+ *    connection's life (two read() calls per 17 KiB instead of one per 64).
  */
 static napi_value js_first_byte(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -735,7 +718,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
       {"add", NULL, js_add, NULL, NULL, NULL, napi_default, NULL},
       {"abort", NULL, js_abort, NULL, NULL, NULL, napi_default, NULL},
-      {"peek", NULL, js_peek, NULL, NULL, NULL, napi_default, NULL},
       {"firstByte", NULL, js_first_byte, NULL, NULL, NULL, napi_default, NULL},
       {"deferAccept", NULL, js_defer_accept, NULL, NULL, NULL, napi_default, NULL},
   };

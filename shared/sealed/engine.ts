@@ -41,7 +41,6 @@ interface Addon {
   init(onDone: (id: number, up: number, down: number, code: string) => void): void;
   add(id: number, plain: number, sealed: number, upKey: Buffer, upPrefix: Buffer, downKey: Buffer, downPrefix: Buffer, unit: number, preload: Buffer | null, counters: Float64Array): void;
   abort(id: number): void;
-  peek(fd: number): number;
   firstByte(fd: number): number;
   deferAccept(fd: number, seconds: number): number;
 }
@@ -122,7 +121,7 @@ export class SealedEngine {
   quiet(sock: net.Socket): boolean {
     const handle = stopReading(sock);
     if (sock.destroyed || sock.readableLength > 0 || !handle || typeof handle.fd !== 'number' || handle.fd < 0) return false;
-    return this.addon.peek(handle.fd) === 0;
+    return this.addon.firstByte(handle.fd) === -1;
   }
 
   /**

@@ -34,7 +34,7 @@ export class IdleDataConnections {
 
   /**
    * `quiet(sock)`: nothing waiting on the socket, no end, no error (the
-   * engine's peek). Every `sweepMs` the parked ones are checked, so those
+   * engine's firstByte peek). Every `sweepMs` the parked ones are checked, so those
    * the far side closed do not linger (CLOSE_WAIT) until their idle timeout.
    */
   constructor(private readonly opts: { max: number; idleMs: number; sweepMs?: number; quiet: (sock: net.Socket) => boolean }) {
