@@ -60,13 +60,13 @@ if (!sealedEngine()) {
   /** Runs one 2-way transfer of `n` bytes through `port` (a source-sink target on TARGET_HOST). */
   async function transfer(port: number, n: number) {
     let server!: { received: number; receivedSha: string; sent: number; sentSha: string };
-    const got = new Promise<void>((res) => {
-      void startSourceSink(TARGET_HOST, port, n, (r) => {
-        server = r;
-        res();
-      }).then((target) => t.teardown(() => target.close()));
+    let done!: () => void;
+    const got = new Promise<void>((res) => (done = res));
+    const target = await startSourceSink(TARGET_HOST, port, n, (r) => {
+      server = r;
+      done();
     });
-    await new Promise((r) => setTimeout(r, 100));
+    t.teardown(() => target.close());
     const client = await exchange('127.0.0.1', port, n);
     await got;
     return { client, server };
