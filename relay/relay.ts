@@ -144,7 +144,7 @@ export class Relay implements RelayHooks {
 
   private async listen(): Promise<void> {
     const { config, logger } = this;
-    const engine = this.sealed ? sealedEngine() : null;
+    const engine = sealedEngine();
     this.tunnel = await tlsServerTransport.listen(
       { host: config.tunnel.listen.host, port: config.tunnel.listen.port, cert: this.tls.cert, key: this.tls.key, handshakeTimeout: config.tunnel.handshakeTimeout, maxPendingPerIp: config.tunnel.maxPendingPerIp, ...(this.sealed && engine ? { onSealed: this.sealed.accept.bind(this.sealed), ...sealedListenHooks(engine, config.tunnel.handshakeTimeout) } : {}) },
       this.onAgentConnection,
