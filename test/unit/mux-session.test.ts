@@ -110,6 +110,38 @@ t.test('the peer sees a stream that is opened and never written, and SYN rides o
   t.same([wire[26], wire.readUInt16BE(27), wire.readUInt32BE(29)], [FrameType.WindowUpdate, 0, 3], 'extra credit follows the data frame');
 });
 
+t.test('frames written by separate callbacks of one event-loop turn leave in one socket write', async (t) => {
+  const [cs, raw] = await socketPair(t);
+  const client = new Session(cs, { isClient: true, keepaliveInterval: 0 });
+  t.teardown(() => client.destroy());
+  const got: Buffer[] = [];
+  raw.on('data', (d: Buffer) => got.push(d));
+  const a = client.open();
+  const b = client.open();
+  a.write('a');
+  b.write('b');
+  await until(() => Buffer.concat(got).length >= 2 * (2 * HEADER_LENGTH + 1));
+  // Count what reaches the socket's own write path (one call per flush: corked chunks go as one writev).
+  let writes = 0;
+  const sock = cs as unknown as { _write: (...x: unknown[]) => void; _writev: (...x: unknown[]) => void };
+  const w = sock._write.bind(cs);
+  const wv = sock._writev.bind(cs);
+  sock._write = (...x) => {
+    writes++;
+    w(...x);
+  };
+  sock._writev = (...x) => {
+    writes++;
+    wv(...x);
+  };
+  const before = Buffer.concat(got).length;
+  // Two timers due together run in one timers phase; the nextTick queue drains between them, as between I/O callbacks.
+  setTimeout(() => a.write('A'), 0);
+  setTimeout(() => b.write('B'), 0);
+  await until(() => Buffer.concat(got).length >= before + 2 * (HEADER_LENGTH + 1));
+  t.equal(writes, 1, 'both data frames went out in one write');
+});
+
 t.test('32 MiB each way on one stream, sha256 equal', async (t) => {
   const p = await sessionPair(t);
   const total = 32 * 1024 * 1024;
