@@ -21,6 +21,7 @@ import { FrameDecoder } from './decoder.js';
 import { encodeHeader, type FrameHeader } from './frame.js';
 import { MuxStream } from './stream.js';
 import { claimHeadroom, releaseRead } from '../util/socket-reader.js';
+import { atTurnEnd } from '../util/turn-end.js';
 
 export interface SessionOptions {
   /** Client opens odd stream ids, server even. */
@@ -395,7 +396,9 @@ export class Session extends EventEmitter {
    * callback (nextTick) woke the peer once per request; in alternating
    * HTTPS bench runs the turn flush won 12 of 16 pairs, +9 % req/s on
    * average, with less agent CPU per request. An idle loop flushes at once
-   * (the check phase follows the poll phase that ran the callback).
+   * (the check phase follows the poll phase that ran the callback); frames
+   * written by other end-of-turn work (UDP flows' batches) go in the same
+   * pass (util/turn-end.ts).
    */
   private writeFrame(type: number, flags: number, streamId: number, length: number, payload?: Buffer): void {
     if (this._isDead) return;
@@ -403,7 +406,7 @@ export class Session extends EventEmitter {
     if (!this.corked) {
       this.corked = true;
       socket.cork();
-      setImmediate(this.uncork);
+      atTurnEnd(this.uncork);
     }
     let ok: boolean;
     if (payload === undefined) {

@@ -10,6 +10,7 @@
 import type { Writable } from 'node:stream';
 import { encodeDatagrams } from '../framing/datagram.js';
 import { DropOldestQueue } from './drop-oldest-queue.js';
+import { atTurnEnd } from '../util/turn-end.js';
 
 export interface QueueLimits {
   /** Datagrams held per flow and direction. */
@@ -28,16 +29,6 @@ const MAX_BATCH_BYTES = 256 * 1024;
  * Per flow the stream then holds at most this plus one batch beyond the queue.
  */
 export const STREAM_BUDGET_BYTES = 64 * 1024;
-
-// One setImmediate flushes every writer that queued something this turn.
-let due: DatagramWriter[] = [];
-let scheduled = false;
-function flushDue(): void {
-  scheduled = false;
-  const list = due;
-  due = [];
-  for (let i = 0; i < list.length; i++) list[i]!._flush();
-}
 
 export class DatagramWriter {
   readonly queue: DropOldestQueue;
@@ -86,15 +77,11 @@ export class DatagramWriter {
   private schedule(): void {
     if (this.isDue || this.waitingDrain || this.stream === null) return;
     this.isDue = true;
-    due.push(this);
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(flushDue);
-    }
+    atTurnEnd(this.flush);
   }
 
-  /** @internal Called by the turn's flush. */
-  _flush(): void {
+  /** The turn's flush (one per writer that queued something this turn). */
+  private readonly flush = (): void => {
     this.isDue = false;
     const stream = this.stream;
     if (stream === null || this.closed || this.waitingDrain) return;
@@ -113,7 +100,7 @@ export class DatagramWriter {
       this.writes++;
       stream.write(encodeDatagrams(batch));
     }
-  }
+  };
 
   private readonly onDrain = (): void => {
     this.waitingDrain = false;

@@ -7,6 +7,7 @@ import { PorticoError } from '../../shared/errors.js';
 import { encodeFrameHeader, Flag, FrameType, GoAwayCode, HEADER_LENGTH, Session, type MuxStream, type SessionOptions } from '../../shared/mux/index.js';
 import { socketPair } from '../helpers/socket-pair.js';
 import { sessionPair, type SessionPair as Pair } from '../helpers/session-pair.js';
+import { atTurnEnd } from '../../shared/util/turn-end.js';
 
 
 
@@ -49,6 +50,23 @@ function hashStream(s: Duplex): Promise<{ hash: string; bytes: number }> {
     s.once('end', () => resolve({ hash: h.digest('hex'), bytes }));
     s.once('error', reject);
   });
+}
+
+/** Counts calls into a socket's own write path (one per flush: corked chunks go as one writev). */
+function countWrites(sock: net.Socket): () => number {
+  let n = 0;
+  const s = sock as unknown as { _write: (...x: unknown[]) => void; _writev: (...x: unknown[]) => void };
+  const w = s._write.bind(sock);
+  const wv = s._writev.bind(sock);
+  s._write = (...x) => {
+    n++;
+    w(...x);
+  };
+  s._writev = (...x) => {
+    n++;
+    wv(...x);
+  };
+  return () => n;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -121,25 +139,33 @@ t.test('frames written by separate callbacks of one event-loop turn leave in one
   a.write('a');
   b.write('b');
   await until(() => Buffer.concat(got).length >= 2 * (2 * HEADER_LENGTH + 1));
-  // Count what reaches the socket's own write path (one call per flush: corked chunks go as one writev).
-  let writes = 0;
-  const sock = cs as unknown as { _write: (...x: unknown[]) => void; _writev: (...x: unknown[]) => void };
-  const w = sock._write.bind(cs);
-  const wv = sock._writev.bind(cs);
-  sock._write = (...x) => {
-    writes++;
-    w(...x);
-  };
-  sock._writev = (...x) => {
-    writes++;
-    wv(...x);
-  };
+  const writes = countWrites(cs);
   const before = Buffer.concat(got).length;
   // Two timers due together run in one timers phase; the nextTick queue drains between them, as between I/O callbacks.
   setTimeout(() => a.write('A'), 0);
   setTimeout(() => b.write('B'), 0);
   await until(() => Buffer.concat(got).length >= before + 2 * (HEADER_LENGTH + 1));
-  t.equal(writes, 1, 'both data frames went out in one write');
+  t.equal(writes(), 1, 'both data frames went out in one write');
+});
+
+t.test('frames written by end-of-turn work (a UDP batch) leave in that same pass, not a turn later', async (t) => {
+  const [cs, raw] = await socketPair(t);
+  const client = new Session(cs, { isClient: true, keepaliveInterval: 0 });
+  t.teardown(() => client.destroy());
+  const got: Buffer[] = [];
+  raw.on('data', (d: Buffer) => got.push(d));
+  const a = client.open();
+  a.write('a');
+  await until(() => Buffer.concat(got).length >= 2 * HEADER_LENGTH + 1);
+  const writes = countWrites(cs);
+  const seen = await new Promise<number>((resolve) =>
+    atTurnEnd(() => {
+      // The next turn's first look: by then the frame must have reached the socket's write path.
+      setImmediate(() => resolve(writes()));
+      a.write('X');
+    }),
+  );
+  t.equal(seen, 1, 'the data frame was written in the pass that produced it');
 });
 
 t.test('32 MiB each way on one stream, sha256 equal', async (t) => {
