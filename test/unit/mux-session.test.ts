@@ -52,6 +52,16 @@ function hashStream(s: Duplex): Promise<{ hash: string; bytes: number }> {
   });
 }
 
+/** A client session over a loopback socket whose far end only records what arrives (the raw wire). */
+async function clientOverRaw(t: Test): Promise<{ cs: net.Socket; client: Session; got: Buffer[] }> {
+  const [cs, raw] = await socketPair(t);
+  const client = new Session(cs, { isClient: true, keepaliveInterval: 0 });
+  t.teardown(() => client.destroy());
+  const got: Buffer[] = [];
+  raw.on('data', (d: Buffer) => got.push(d));
+  return { cs, client, got };
+}
+
 /** Counts calls into a socket's own write path (one per flush: corked chunks go as one writev). */
 function countWrites(sock: net.Socket): () => number {
   let n = 0;
@@ -111,11 +121,7 @@ t.test('open and accept in both directions', async (t) => {
 });
 
 t.test('the peer sees a stream that is opened and never written, and SYN rides on a same-tick write', async (t) => {
-  const [cs, raw] = await socketPair(t);
-  const client = new Session(cs, { isClient: true, keepaliveInterval: 0 });
-  t.teardown(() => client.destroy());
-  const got: Buffer[] = [];
-  raw.on('data', (d: Buffer) => got.push(d));
+  const { client, got } = await clientOverRaw(t);
   client.open(); // id 1: never written
   const s3 = client.open(); // id 3: written in the same tick
   s3.write('x');
@@ -129,11 +135,7 @@ t.test('the peer sees a stream that is opened and never written, and SYN rides o
 });
 
 t.test('frames written by separate callbacks of one event-loop turn leave in one socket write', async (t) => {
-  const [cs, raw] = await socketPair(t);
-  const client = new Session(cs, { isClient: true, keepaliveInterval: 0 });
-  t.teardown(() => client.destroy());
-  const got: Buffer[] = [];
-  raw.on('data', (d: Buffer) => got.push(d));
+  const { cs, client, got } = await clientOverRaw(t);
   const a = client.open();
   const b = client.open();
   a.write('a');
@@ -149,11 +151,7 @@ t.test('frames written by separate callbacks of one event-loop turn leave in one
 });
 
 t.test('frames written by end-of-turn work (a UDP batch) leave in that same pass, not a turn later', async (t) => {
-  const [cs, raw] = await socketPair(t);
-  const client = new Session(cs, { isClient: true, keepaliveInterval: 0 });
-  t.teardown(() => client.destroy());
-  const got: Buffer[] = [];
-  raw.on('data', (d: Buffer) => got.push(d));
+  const { cs, client, got } = await clientOverRaw(t);
   const a = client.open();
   a.write('a');
   await until(() => Buffer.concat(got).length >= 2 * HEADER_LENGTH + 1);
