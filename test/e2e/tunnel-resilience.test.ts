@@ -44,16 +44,18 @@ t.test('relay SIGKILL + restart on the same data dir: the agent reconnects and t
 
 t.test('tokens and isolation', async (t) => {
   const relay = await startRelay();
+  // Each teardown is registered as soon as its part exists: a failed start further down must not
+  // leave the relay running (the file would then wait for its 300 s timeout instead of failing).
+  t.teardown(async () => {
+    await relay.stop();
+    rmSync(relay.dataDir, { recursive: true, force: true });
+  });
   const a = await createServer(relay, { id: 'server-a' });
   const b = await createServer(relay, { id: 'server-b' });
   const echoA = await startEcho(TARGET_HOST, a.ports[0]!);
+  t.teardown(() => echoA.close());
   const echoB = await startEcho(TARGET_HOST, b.ports[0]!);
-  t.teardown(async () => {
-    await relay.stop();
-    await echoA.close();
-    await echoB.close();
-    rmSync(relay.dataDir, { recursive: true, force: true });
-  });
+  t.teardown(() => echoB.close());
 
   await t.test('a wrong token makes the agent exit 2 with a one-line reason', async (t) => {
     const bad = await startAgent(relay, `ptk_server-a_${'a'.repeat(32)}`, { wait: false });
