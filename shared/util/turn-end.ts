@@ -11,12 +11,15 @@ let scheduled = false;
 
 function runQueue(): void {
   const q = queue;
+  let i = 0;
   try {
     // (q grows while it runs: the length is read each time.)
-    for (let i = 0; i < q.length; i++) q[i]!();
+    for (; i < q.length; i++) q[i]!();
   } finally {
-    queue = [];
-    scheduled = false;
+    // A callback threw: the ones after it (another session's flush) still run, in a pass of their own.
+    queue = i + 1 < q.length ? q.slice(i + 1) : [];
+    scheduled = queue.length > 0;
+    if (scheduled) setImmediate(runQueue);
   }
 }
 

@@ -1,4 +1,6 @@
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { atTurnEnd } from '../../shared/util/turn-end.js';
 
 t.test('callbacks run once at the end of the turn, in order; one added while they run joins the same pass', async (t) => {
@@ -30,4 +32,21 @@ t.test('a later turn gets a fresh pass', async (t) => {
     );
   }
   t.equal(runs, 3);
+});
+
+t.test('a callback that throws does not take the ones after it down', async (t) => {
+  // In a child process: the throw is an uncaught exception there, reported and survived.
+  const mod = fileURLToPath(new URL('../../shared/util/turn-end.js', import.meta.url));
+  const script = `
+    const { atTurnEnd } = await import(${JSON.stringify(mod)});
+    const seen = [];
+    process.on('uncaughtException', (e) => seen.push('caught ' + e.message));
+    atTurnEnd(() => seen.push('a'));
+    atTurnEnd(() => { throw new Error('boom'); });
+    atTurnEnd(() => seen.push('after'));
+    setTimeout(() => {
+      atTurnEnd(() => { seen.push('next'); console.log(JSON.stringify(seen)); });
+    }, 20);`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10_000 });
+  t.same(JSON.parse(out), ['a', 'caught boom', 'after', 'next']);
 });
