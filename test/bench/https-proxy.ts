@@ -6,6 +6,9 @@
 //            issue-7 reference; one worker, like the one-thread relay)
 //   node     node's https server + http client with a keep-alive agent straight to the
 //            origin (peers/node-https-proxy.ts): what Node itself reaches, one hop fewer
+//   noderaw  node's TLS server piping bytes to one origin connection per client, heads
+//            found by their blank line, no node:http (same file, raw mode): what Node's
+//            TLS and sockets alone cost, the ceiling of a relay front framing HTTP itself
 //   portico  the relay's HTTPS proxy -> mux stream -> agent -> origin
 // Load: wrk when on PATH (-t1), else a Node keep-alive generator. Loopback only.
 // CPU cost: utime+stime of the relay and agent processes (and nginx's worker)
@@ -33,7 +36,7 @@ import { assertLoopback, cleanupAll, freePort, makeTempDir, removeTempDir, spawn
 const ORIGIN_HOST = '127.0.0.2';
 
 export interface HttpsBenchRow {
-  path: 'direct' | 'nginx' | 'node' | 'portico';
+  path: 'direct' | 'nginx' | 'node' | 'noderaw' | 'portico';
   label: string;
   rps: number;
   p50ms: number;
@@ -198,7 +201,7 @@ function cpuNote(cpuUs: Record<string, number> | undefined): string {
 
 /** A path being measured: its target, the processes whose CPU is metered, and how to stop it. */
 interface Contender {
-  path: 'nginx' | 'node' | 'portico';
+  path: 'nginx' | 'node' | 'noderaw' | 'portico';
   label: string;
   target: Target;
   pids: Record<string, () => number>;
@@ -244,7 +247,7 @@ export async function benchHttpsProxy(
       const cert = path.join(certDir, 'relay.crt');
       const key = path.join(certDir, 'relay.key');
       /** One TLS reference: start it on a free port; it is measured in the rounds below. */
-      const reference = async (row: 'nginx' | 'node', label: string, start: (port: number) => Promise<{ cpu(): number; stop(): Promise<void> }>): Promise<void> => {
+      const reference = async (row: 'nginx' | 'node' | 'noderaw', label: string, start: (port: number) => Promise<{ cpu(): number; stop(): Promise<void> }>): Promise<void> => {
         const c: Contender = { path: row, label, target: { url: '' }, pids: {}, runs: [] };
         contenders.push(c);
         try {
@@ -263,6 +266,10 @@ export async function benchHttpsProxy(
       });
       await reference('node', 'Node https + http.request, no tunnel', async (port) => {
         const n = await startNodeHttpsProxy(port, ORIGIN_HOST, originPort, cert, key);
+        return { cpu: () => cpuSeconds(n.pid), stop: n.stop };
+      });
+      await reference('noderaw', 'Node TLS + byte pipe, no node:http, no tunnel', async (port) => {
+        const n = await startNodeHttpsProxy(port, ORIGIN_HOST, originPort, cert, key, 'raw');
         return { cpu: () => cpuSeconds(n.pid), stop: n.stop };
       });
     }
