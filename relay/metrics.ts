@@ -23,6 +23,13 @@ export interface LiveCollectors {
 }
 
 let collectors: LiveCollectors | null = null;
+/** The fast front's counters (relay/vhost/fast-front.ts), read at scrape time. */
+let frontStats: (() => { requests: number; handedOver: number }) | null = null;
+
+/** The web proxy installs its fast front's counters here (null: none). */
+export function setFrontStats(f: (() => { requests: number; handedOver: number }) | null): void {
+  frontStats = f;
+}
 
 /** The relay installs its live views here once it has them. */
 export function setCollectors(c: LiveCollectors | null): void {
@@ -45,6 +52,25 @@ export const metrics = {
     collect() {
       collectors?.beforeScrape?.();
       this.set(collectors?.streamsOpen() ?? 0);
+    },
+  }),
+  /** Requests the HTTPS fast front framed itself, and connections it handed to node:http. */
+  fastFrontRequests: new Counter({
+    name: 'portico_https_fast_front_requests_total',
+    help: 'HTTPS requests framed by the relay\'s fast front (routes without access rules) rather than node:http',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(frontStats?.().requests ?? 0);
+    },
+  }),
+  fastFrontHandovers: new Counter({
+    name: 'portico_https_fast_front_handovers_total',
+    help: 'HTTPS connections the fast front handed to node:http (access rules, upgrades, chunked bodies, unusual heads)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(frontStats?.().handedOver ?? 0);
     },
   }),
   /** Bytes through public endpoints; direction in = client -> app, out = app -> client. */

@@ -2,12 +2,14 @@
  * The relay's web front: the TLS listener on https.listen (TLS 1.2+, modern
  * AEAD ciphers, HTTP/1.1 only), hardened against slow and greedy clients
  * (TLS handshake and header timeouts checked every second, header size limit,
- * per-IP connection cap), the Host router, the forwarding proxy, and the
- * plain-HTTP listener that redirects to HTTPS.
+ * per-IP connection cap), the fast front that frames plain requests itself
+ * (fast-front.ts), the Host router, the forwarding proxy, and the plain-HTTP
+ * listener that redirects to HTTPS.
  */
 import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { readFileSync, statSync } from 'node:fs';
 import type { RelayConfig } from '../../shared/config/types.js';
@@ -18,6 +20,8 @@ import type { Store } from '../store/store.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import { HostRouter } from './router.js';
 import { HttpProxy } from './proxy.js';
+import { FastFront } from './fast-front.js';
+import { setFrontStats } from '../metrics.js';
 import { UpstreamPool } from './upstream-pool.js';
 import { MODERN_CIPHERS } from '../../shared/transport/tls.js';
 import { redirectHandler } from './redirect.js';
@@ -42,6 +46,7 @@ export const WEB_DEFAULTS = {
   maxHeaderBytes: 32 * 1024,
   maxConnectionsPerIp: 256,
   headerTimeout: 8_000,
+  fastFront: true,
 };
 
 export interface WebProxyDeps {
@@ -76,6 +81,8 @@ export class WebProxy {
   readonly proxy: HttpProxy;
   /** Connections refused by the per-IP cap. */
   refusedConnections = 0;
+  /** The fast front (null with https.fast_front: false). */
+  readonly fast: FastFront | null = null;
   private readonly https: https.Server;
   private readonly http: http.Server;
   /** Open connections per client IP (https.max_connections_per_ip). */
@@ -117,6 +124,22 @@ export class WebProxy {
       ...hardening,
     });
     this.https.on('request', this.proxy.onRequest);
+    // The fast front takes every TLS connection first and hands node:http what it does not serve itself.
+    const nodeHttp = this.https.listeners('secureConnection') as Array<(sock: TLSSocket) => void>;
+    if (h.fastFront && nodeHttp.length === 1) {
+      const handOver = nodeHttp[0]!;
+      this.https.removeListener('secureConnection', handOver);
+      const fast = new FastFront({
+        router: this.router,
+        onRequest: this.proxy.onRequest,
+        handOver: (sock) => handOver.call(this.https, sock),
+        maxHeaderBytes: h.maxHeaderBytes,
+        headerTimeoutMs: h.headerTimeout,
+      });
+      this.fast = fast;
+      setFrontStats(() => fast.stats);
+      this.https.on('secureConnection', (sock: TLSSocket) => fast.accept(sock));
+    }
     const tunnel = deps.tunnelUpgrade;
     this.https.on('upgrade', tunnel ? (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head) || this.proxy.onUpgrade(req, socket, head) : this.proxy.onUpgrade);
     this.https.on('tlsClientError', () => undefined);
@@ -181,6 +204,7 @@ export class WebProxy {
     this.http.close();
     this.https.closeIdleConnections();
     this.http.closeIdleConnections();
+    this.fast?.close();
     this.pool.drain();
   }
 
@@ -189,6 +213,7 @@ export class WebProxy {
     this.close();
     this.https.closeAllConnections();
     this.http.closeAllConnections();
+    this.fast?.destroy();
     for (const s of this.proxy.tunnels) s.destroy();
     for (const s of this.sockets) s.destroy();
     this.pool.destroy();

@@ -13,6 +13,7 @@
  * characters: node's res.writeHead() validates them when the head is
  * forwarded (the proxy turns its refusal into the same 502).
  */
+import { TCHAR } from './http-chars.js';
 
 /** The head of a final (non-1xx) response. */
 export interface ResponseHead {
@@ -60,16 +61,6 @@ const LF = 10;
 /** Hex digits of a chunk size (13 keeps it below 2^52). */
 const MAX_CHUNK_SIZE_DIGITS = 13;
 const EMPTY = Buffer.alloc(0);
-
-/** tchar of RFC 9110 §5.6.2. */
-const TOKEN = (() => {
-  const t = new Uint8Array(256);
-  for (const c of "!#$%&'*+-.^_`|~") t[c.charCodeAt(0)] = 1;
-  for (let c = 48; c <= 57; c++) t[c] = 1;
-  for (let c = 65; c <= 90; c++) t[c] = 1;
-  for (let c = 97; c <= 122; c++) t[c] = 1;
-  return t;
-})();
 
 function hexValue(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
@@ -333,7 +324,7 @@ export class ResponseParser {
       const colon = text.indexOf(':', start);
       if (colon <= start || colon >= end) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header line');
       for (let k = start; k < colon; k++) {
-        if (TOKEN[text.charCodeAt(k)] !== 1) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header name');
+        if (TCHAR[text.charCodeAt(k)] !== 1) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header name');
       }
       // Optional whitespace (SP / HTAB) around the value.
       let vs = colon + 1;

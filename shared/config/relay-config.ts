@@ -55,6 +55,7 @@ export const RELAY_CONFIG_SHAPE = {
     max_header_bytes: LEAF,
     max_connections_per_ip: LEAF,
     header_timeout: LEAF,
+    fast_front: LEAF,
   },
   http: { listen: LEAF },
   api: { listen: LEAF },
@@ -91,6 +92,7 @@ export const RELAY_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze({
   'https.max_header_bytes': '32KiB',
   'https.max_connections_per_ip': 256,
   'https.header_timeout': '8s',
+  'https.fast_front': true,
   'http.listen': '0.0.0.0:80',
   'api.listen': '127.0.0.1:7400',
   'store.url': 'sqlite:portico.db',
@@ -245,6 +247,7 @@ export function loadRelayConfig(opts: LoadRelayConfigOptions): RelayConfig {
     }),
     maxConnectionsPerIp: val('https.max_connections_per_ip', (v) => parseInteger(v, { min: 1, max: 1_000_000 })),
     headerTimeout: duration('https.header_timeout'),
+    fastFront: val('https.fast_front', parseBoolean),
   };
   const http = { listen: listen('http.listen') };
   const api = { listen: listen('api.listen') };

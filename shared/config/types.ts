@@ -57,6 +57,8 @@ export interface RelayConfig {
     maxConnectionsPerIp?: number;
     /** A client must finish the TLS handshake, and then each request head, within this long (ms). */
     headerTimeout?: number;
+    /** Plain requests to routes without access rules are framed by the relay itself, not node:http (relay/vhost/fast-front.ts). */
+    fastFront?: boolean;
   };
   http: { listen: HostPort };
   api: { listen: HostPort };

@@ -98,6 +98,7 @@ t.test('--dev alone gives the SPEC dev defaults', async (t) => {
       maxHeaderBytes: 32 * 1024,
       maxConnectionsPerIp: 256,
       headerTimeout: 8_000,
+      fastFront: true,
     },
     http: { listen: { host: '127.0.0.1', port: 8880 } },
     api: { listen: { host: '127.0.0.1', port: 7400 } },
@@ -153,6 +154,7 @@ t.test('a full production file: every value, paths relative to the file', async 
   t.same(cfg.mappings, { maxPerServer: 10, reservedInternalPorts: [] });
   t.equal(cfg.https.cert, join(dir, 'certs/wildcard.crt'));
   t.same(cfg.https.timeouts, { standard: 90_000, streaming: 3_600_000, download: 7_200_000 });
+  t.equal(cfg.https.fastFront, false, 'the fast front can be turned off');
   t.same(cfg.api.listen, { host: '127.0.0.1', port: 7401 });
   t.equal(cfg.store.url, 'sqlite:/var/lib/portico/state.db');
   t.equal(cfg.udp.flowIdleTimeout, 120_000);
@@ -163,6 +165,7 @@ t.test('a full production file: every value, paths relative to the file', async 
   t.same(min.tunnel.listen, { host: '0.0.0.0', port: 7000 });
   t.same(min.ports.range, { start: 20000, end: 39999 });
   t.same(min.https.listen, { host: '0.0.0.0', port: 443 });
+  t.equal(min.https.fastFront, true, 'the fast front is on by default');
   t.equal(min.tunnel.key, join(dir, 'tunnel.key'));
 });
 

@@ -1,0 +1,17 @@
+/**
+ * Character classes of HTTP/1.1 (RFC 9110 §5.6.2, §5.5) as 256-entry
+ * tables, shared by the request-head and response parsers.
+ */
+
+/** tchar: ! # $ % & ' * + - . ^ _ ` | ~ DIGIT ALPHA (field names, methods). */
+export const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
+
+/** Field-value characters: HTAB, SP, VCHAR, obs-text (never CR, LF or NUL). */
+export const FIELD_VALUE = new Uint8Array(256);
+FIELD_VALUE[0x09] = 1;
+for (let c = 0x20; c <= 0x7e; c++) FIELD_VALUE[c] = 1;
+for (let c = 0x80; c <= 0xff; c++) FIELD_VALUE[c] = 1;
