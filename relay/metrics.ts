@@ -10,7 +10,7 @@
  * never a client address, user name or path.
  */
 import type { IncomingMessage } from 'node:http';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 
 export const registry = new Registry();
 
@@ -20,7 +20,83 @@ export interface LiveCollectors {
   streamsOpen(): number;
   /** Called before every scrape so counters fed from live sockets are current. */
   beforeScrape?(): void;
+  /** Every mapping's HTTP series (relay/stats/usage.ts), read at scrape time. */
+  mappingSeries?(): Iterable<MappingSeries>;
 }
+
+/** Upper bounds of the request-duration histogram, seconds. */
+export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+/**
+ * A mapping's HTTP series, counted as plain numbers on the request path and
+ * turned into Prometheus samples at scrape time: prom-client hashes and
+ * validates the label set on every inc() and observe(), even through a
+ * labels() child — several µs per proxied request (docs/benchmarks.md,
+ * session 10), where these additions cost nanoseconds.
+ */
+export interface MappingSeries {
+  readonly serverId: string;
+  readonly mappingId: string;
+  /** Requests answered since the relay started, per status class (STATUS_CLASSES). */
+  readonly classCounts: number[];
+  /** Bytes since the relay started (in: client to app). */
+  readonly promBytesIn: number;
+  readonly promBytesOut: number;
+  /** Requests per DURATION_BUCKETS bucket, not cumulative; the last entry counts those above the last bound. */
+  readonly durationCounts: number[];
+  readonly durationSum: number;
+}
+
+/** The status class index (0 = 1xx … 4 = 5xx) of a status code. */
+export function statusClass(status: number): number {
+  return Math.min(5, Math.max(1, Math.floor(status / 100))) - 1;
+}
+
+/** Counts one request into a series' duration histogram. */
+export function observeDuration(counts: number[], seconds: number): void {
+  let i = 0;
+  while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
+  counts[i]!++;
+}
+
+/** Requests answered without a route (unknown host, …), per status class. */
+const unroutedRequests = [0, 0, 0, 0, 0];
+
+export function countUnroutedRequest(status: number): void {
+  unroutedRequests[statusClass(status)]!++;
+}
+
+const DURATION_NAME = 'portico_http_request_duration_seconds';
+const DURATION_HELP = 'HTTPS proxy request duration (request start to response end) per mapping';
+
+/** The request-duration histogram, built from the mappings' series when scraped. */
+const requestDuration = {
+  name: DURATION_NAME,
+  help: DURATION_HELP,
+  type: 'histogram',
+  aggregator: 'sum',
+  get: async () => {
+    const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+    for (const s of collectors?.mappingSeries?.() ?? []) {
+      let total = 0;
+      for (const n of s.durationCounts) total += n;
+      if (total === 0) continue;
+      const labels = { server: s.serverId, mapping: s.mappingId };
+      let cum = 0;
+      for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+        cum += s.durationCounts[i]!;
+        values.push({ metricName: `${DURATION_NAME}_bucket`, labels: { ...labels, le: DURATION_BUCKETS[i]! }, value: cum });
+      }
+      values.push({ metricName: `${DURATION_NAME}_bucket`, labels: { ...labels, le: '+Inf' }, value: total });
+      values.push({ metricName: `${DURATION_NAME}_sum`, labels, value: s.durationSum });
+      values.push({ metricName: `${DURATION_NAME}_count`, labels, value: total });
+    }
+    return { name: DURATION_NAME, help: DURATION_HELP, type: 'histogram', values, aggregator: 'sum' };
+  },
+  reset: () => undefined,
+};
+registry.registerMetric(requestDuration as unknown as Parameters<Registry['registerMetric']>[0]);
 
 let collectors: LiveCollectors | null = null;
 /** The fast front's counters (relay/vhost/fast-front.ts), read at scrape time. */
@@ -79,6 +155,15 @@ export const metrics = {
     help: 'Bytes forwarded per mapping and direction (in: client to app, out: app to client)',
     labelNames: ['server', 'mapping', 'direction'] as const,
     registers: [registry],
+    collect() {
+      collectors?.beforeScrape?.();
+      this.reset();
+      for (const s of collectors?.mappingSeries?.() ?? []) {
+        const l = { server: s.serverId, mapping: s.mappingId };
+        if (s.promBytesIn > 0) this.inc({ ...l, direction: 'in' }, s.promBytesIn);
+        if (s.promBytesOut > 0) this.inc({ ...l, direction: 'out' }, s.promBytesOut);
+      }
+    },
   }),
   /** HTTPS requests answered (by the app or by the proxy), by status class 1xx..5xx. */
   requests: new Counter({
@@ -86,13 +171,17 @@ export const metrics = {
     help: 'HTTPS proxy requests by mapping and status class',
     labelNames: ['server', 'mapping', 'status_class'] as const,
     registers: [registry],
-  }),
-  requestDuration: new Histogram({
-    name: 'portico_http_request_duration_seconds',
-    help: 'HTTPS proxy request duration (request start to response end) per mapping',
-    labelNames: ['server', 'mapping'] as const,
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [registry],
+    collect() {
+      this.reset();
+      for (let c = 0; c < STATUS_CLASSES.length; c++) {
+        if (unroutedRequests[c]! > 0) this.inc({ server: '', mapping: '', status_class: STATUS_CLASSES[c]! }, unroutedRequests[c]!);
+      }
+      for (const s of collectors?.mappingSeries?.() ?? []) {
+        for (let c = 0; c < STATUS_CLASSES.length; c++) {
+          if (s.classCounts[c]! > 0) this.inc({ server: s.serverId, mapping: s.mappingId, status_class: STATUS_CLASSES[c]! }, s.classCounts[c]!);
+        }
+      }
+    },
   }),
   /** Raw TCP connections and WebSocket tunnels accepted per mapping. */
   connections: new Counter({
@@ -154,10 +243,7 @@ export const METRICS_CONTENT_TYPE = registry.contentType;
 /** Forgets the per-mapping series of a mapping that no longer exists (keeps /metrics bounded). */
 export function forgetMapping(server: string, mapping: string): void {
   for (const m of [metrics.connectionsOpen, metrics.health, metrics.unhealthyRefused]) m.remove({ server, mapping });
-  for (const direction of ['in', 'out']) metrics.bytes.remove({ server, mapping, direction });
-  for (const c of ['1xx', '2xx', '3xx', '4xx', '5xx']) metrics.requests.remove({ server, mapping, status_class: c });
   for (const kind of ['tcp', 'websocket']) metrics.connections.remove({ server, mapping, kind });
-  metrics.requestDuration.remove({ server, mapping });
 }
 
 // ---- who made a request (set by access control, read by the access log) ----

@@ -68,7 +68,7 @@ export class Observability {
     await this.usage.start();
     await this.replicas.load();
     const registry = this.deps.registry;
-    setCollectors({ agentsOnline: () => registry.sessions, streamsOpen: () => registry.openStreams, beforeScrape: () => this.usage.syncLive() });
+    setCollectors({ agentsOnline: () => registry.sessions, streamsOpen: () => registry.openStreams, beforeScrape: () => this.usage.syncLive(), mappingSeries: () => this.usage.series() });
   }
 
   /** Flushes statistics (call before the store closes). */

@@ -14,15 +14,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../../shared/logging.js';
 import type { SpliceStats } from '../../shared/util/splice.js';
 import type { AccessLogEntry, MappingStatsRecord, Store } from '../store/store.js';
-import { metrics, forgetMapping, requestUser } from '../metrics.js';
+import { DURATION_BUCKETS, countUnroutedRequest, forgetMapping, metrics, observeDuration, requestUser, statusClass, type MappingSeries } from '../metrics.js';
 import { HyperLogLog } from './hll.js';
 import { redactPath, truncateUserAgent } from './redact.js';
 
 /** Access-log entries kept per mapping (API `include_access_logs` and the store). */
 export const ACCESS_LOG_SIZE = 100;
 export const FLUSH_INTERVAL_MS = 10_000;
-
-const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
 type Labeled<T> = T extends { labels(...a: never[]): infer C } ? C : never;
 
@@ -33,7 +31,7 @@ type Labeled<T> = T extends { labels(...a: never[]): infer C } ? C : never;
 export type LoggedRequest = Omit<AccessLogEntry, 'timestamp'> & { timestamp: string | number };
 
 /** The statistics of one mapping. */
-export class MappingUsage {
+export class MappingUsage implements MappingSeries {
   totalRequests = 0;
   totalConnections = 0;
   bytesIn = 0;
@@ -49,14 +47,14 @@ export class MappingUsage {
   private log: LoggedRequest[] = [];
   private next = 0;
   dirty = false;
-  // prom-client children, resolved once per mapping (label hashing off the hot path).
-  private children: {
-    classes: Labeled<typeof metrics.requests>[];
-    duration: Labeled<typeof metrics.requestDuration>;
-    bytesIn: Labeled<typeof metrics.bytes>;
-    bytesOut: Labeled<typeof metrics.bytes>;
-    open: Labeled<typeof metrics.connectionsOpen>;
-  } | null = null;
+  // The /metrics series (MappingSeries): plain numbers since the relay started, read at scrape time.
+  readonly classCounts = [0, 0, 0, 0, 0];
+  promBytesIn = 0;
+  promBytesOut = 0;
+  readonly durationCounts: number[] = new Array<number>(DURATION_BUCKETS.length + 1).fill(0);
+  durationSum = 0;
+  // The prom-client child for the open-connections gauge (changed per connection, not per request).
+  private children: { open: Labeled<typeof metrics.connectionsOpen> } | null = null;
 
   constructor(
     readonly serverId: string,
@@ -66,13 +64,7 @@ export class MappingUsage {
   get m() {
     if (!this.children) {
       const l = { server: this.serverId, mapping: this.mappingId };
-      this.children = {
-        classes: STATUS_CLASSES.map((c) => metrics.requests.labels({ ...l, status_class: c })),
-        duration: metrics.requestDuration.labels(l),
-        bytesIn: metrics.bytes.labels({ ...l, direction: 'in' }),
-        bytesOut: metrics.bytes.labels({ ...l, direction: 'out' }),
-        open: metrics.connectionsOpen.labels(l),
-      };
+      this.children = { open: metrics.connectionsOpen.labels(l) };
     }
     return this.children;
   }
@@ -80,11 +72,11 @@ export class MappingUsage {
   addBytes(inBytes: number, outBytes: number): void {
     if (inBytes > 0) {
       this.bytesIn += inBytes;
-      this.m.bytesIn.inc(inBytes);
+      this.promBytesIn += inBytes;
     }
     if (outBytes > 0) {
       this.bytesOut += outBytes;
-      this.m.bytesOut.inc(outBytes);
+      this.promBytesOut += outBytes;
     }
     if (inBytes > 0 || outBytes > 0) this.dirty = true;
   }
@@ -217,6 +209,11 @@ export class UsageStats {
     return u;
   }
 
+  /** Every mapping's statistics (the /metrics series). */
+  series(): Iterable<MappingUsage> {
+    return this.byKey.values();
+  }
+
   /** The statistics of a mapping if anything was ever counted. */
   peek(serverId: string, mappingId: string): MappingUsage | undefined {
     return this.byKey.get(key(serverId, mappingId));
@@ -272,12 +269,12 @@ export class UsageStats {
       u.visitors.add(user ? `u:${user}` : clientIp);
       u.pushLog(entry);
       u.dirty = true;
-      const cls = Math.min(5, Math.max(1, Math.floor(status / 100))) - 1;
-      u.m.classes[cls]!.inc();
-      u.m.duration.observe(ms / 1000);
+      u.classCounts[statusClass(status)]!++;
+      observeDuration(u.durationCounts, ms / 1000);
+      u.durationSum += ms / 1000;
       u.addBytes(obs.bytesIn, obs.bytesOut);
     } else {
-      metrics.requests.inc({ server: '', mapping: '', status_class: `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx` });
+      countUnroutedRequest(status);
     }
     // The pino line (skipped without building it when the level is above info).
     if (this.accessLog.isLevelEnabled('info')) {
