@@ -18,7 +18,7 @@ export const registry = new Registry();
 export interface LiveCollectors {
   agentsOnline(): number;
   streamsOpen(): number;
-  /** Called before every scrape so counters fed from live sockets are current. */
+  /** Called before every scrape (by the bytes counter) so counters fed from live sockets are current. */
   beforeScrape?(): void;
   /** Every mapping's HTTP series (relay/stats/usage.ts), read at scrape time. */
   mappingSeries?(): Iterable<MappingSeries>;
@@ -126,7 +126,6 @@ export const metrics = {
     help: 'Data streams (TCP connections, UDP flows, HTTP exchanges) open through agents now',
     registers: [registry],
     collect() {
-      collectors?.beforeScrape?.();
       this.set(collectors?.streamsOpen() ?? 0);
     },
   }),

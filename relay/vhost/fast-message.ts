@@ -21,6 +21,7 @@ import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { RequestHead } from './request-head.js';
+import { isFieldValue, isToken } from './http-chars.js';
 
 /** What a message tells the connection that owns it. */
 export interface FastOwner {
@@ -102,14 +103,14 @@ export class FastResponse extends EventEmitter {
     let message = STATUS_CODES[status] ?? 'unknown';
     if (typeof reason === 'string') message = reason;
     else if (reason !== undefined) headers = reason;
-    if (!/^[\t\x20-\x7e\x80-\xff]*$/.test(message)) throw invalidChar('status message');
+    if (!isFieldValue(message)) throw invalidChar('status message');
     let s = `HTTP/1.1 ${status} ${message}\r\n`;
     let hasLength = false;
     let hasDate = false;
     const add = (name: string, value: string | number): void => {
       const v = String(value);
-      if (!TOKEN.test(name)) throw Object.assign(new TypeError(`Header name must be a valid HTTP token ["${name}"]`), { code: 'ERR_INVALID_HTTP_TOKEN' });
-      if (!VALUE.test(v)) throw invalidChar(name);
+      if (!isToken(name)) throw Object.assign(new TypeError(`Header name must be a valid HTTP token ["${name}"]`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+      if (!isFieldValue(v)) throw invalidChar(name);
       const lower = name.toLowerCase();
       if (lower === 'content-length') hasLength = true;
       else if (lower === 'date') hasDate = true;
@@ -199,8 +200,6 @@ export class FastResponse extends EventEmitter {
 /** Seconds a keep-alive connection may sit idle (told to clients in Keep-Alive). */
 export const KEEPALIVE_SECONDS = 30;
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 function invalidChar(name: string): TypeError {
   return Object.assign(new TypeError(`Invalid character in header content ["${name}"]`), { code: 'ERR_INVALID_CHAR' });

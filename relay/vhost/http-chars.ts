@@ -15,3 +15,19 @@ export const FIELD_VALUE = new Uint8Array(256);
 FIELD_VALUE[0x09] = 1;
 for (let c = 0x20; c <= 0x7e; c++) FIELD_VALUE[c] = 1;
 for (let c = 0x80; c <= 0xff; c++) FIELD_VALUE[c] = 1;
+
+/** A non-empty token (field name, method). */
+export function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) if (TCHAR[s.charCodeAt(i)] !== 1) return false;
+  return true;
+}
+
+/** Characters a field value (or reason phrase) may hold: no CR, LF, NUL or other controls, nothing above 0xff. */
+export function isFieldValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || FIELD_VALUE[c] !== 1) return false;
+  }
+  return true;
+}

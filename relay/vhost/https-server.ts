@@ -21,6 +21,7 @@ import type { SessionRegistry } from '../sessions/registry.js';
 import { HostRouter } from './router.js';
 import { HttpProxy } from './proxy.js';
 import { FastFront } from './fast-front.js';
+import { KEEPALIVE_SECONDS } from './fast-message.js';
 import { setFrontStats } from '../metrics.js';
 import { UpstreamPool } from './upstream-pool.js';
 import { MODERN_CIPHERS } from '../../shared/transport/tls.js';
@@ -37,7 +38,7 @@ const CLIENT_ERROR_ANSWERS: Record<string, string> = {
 };
 
 /** Idle keep-alive connections from clients are closed after this long. */
-const CLIENT_KEEPALIVE_MS = 30_000;
+const CLIENT_KEEPALIVE_MS = KEEPALIVE_SECONDS * 1000;
 /** How often production certificate files are checked for renewal. */
 const CERT_CHECK_MS = 5 * 60_000;
 
