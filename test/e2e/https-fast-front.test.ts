@@ -94,11 +94,22 @@ t.teardown(async () => {
   rmSync(relay.dataDir, { recursive: true, force: true });
 });
 
-async function frontCounters(): Promise<{ requests: number; handovers: number }> {
+async function frontCounters(): Promise<{ requests: number; handovers: number; streams: number }> {
   const res = await fetch(`${relay.apiUrl}/metrics`, { headers: { authorization: `Bearer ${relay.adminKey}` } });
   const text = await res.text();
   const read = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
-  return { requests: read('portico_https_fast_front_requests_total'), handovers: read('portico_https_fast_front_handovers_total') };
+  return { requests: read('portico_https_fast_front_requests_total'), handovers: read('portico_https_fast_front_handovers_total'), streams: read('portico_streams_open') };
+}
+
+/** Polls until the relay has no stream to the agent open (idle pooled streams close after 4 s; bounded at 10 s). */
+async function streamsBackToZero(): Promise<number> {
+  let open = NaN;
+  for (let i = 0; i < 100; i++) {
+    open = (await frontCounters()).streams;
+    if (open === 0) return 0;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return open;
 }
 
 interface Parsed {
@@ -263,13 +274,23 @@ t.test('hand-over to node:http at a request boundary: a route with access rules,
   t.equal(JSON.parse(fresh.answers[0]!.body.toString()).bytes, 5, 'a chunked body as the first request is handed over too');
 });
 
-t.test('a client that leaves mid-response costs nothing: the next requests are served', async (t) => {
-  const sock = tls.connect({ host: '127.0.0.1', port: relay.ports.https, servername: plainHost, ca: caOf(relay) });
-  sock.on('error', () => undefined);
-  await new Promise<void>((r) => sock.once('secureConnect', () => r()));
-  sock.write(get(plainHost, '/big'));
-  await new Promise<void>((r) => sock.once('data', () => r()));
-  sock.destroy();
+t.test('a client that leaves mid-response or mid-body costs nothing: no stream left open, the next requests are served', async (t) => {
+  const open = async () => {
+    const sock = tls.connect({ host: '127.0.0.1', port: relay.ports.https, servername: plainHost, ca: caOf(relay) });
+    sock.on('error', () => undefined);
+    await new Promise<void>((r) => sock.once('secureConnect', () => r()));
+    return sock;
+  };
+  const a = await open();
+  a.write(get(plainHost, '/big'));
+  await new Promise<void>((r) => a.once('data', () => r()));
+  a.destroy();
+  const b = await open();
+  // Half of a declared 1 MiB body, then gone.
+  b.write(Buffer.concat([Buffer.from(`POST /echo HTTP/1.1\r\nHost: ${plainHost}\r\nContent-Length: ${BIG.length}\r\n\r\n`), BIG.subarray(0, BIG.length >> 1)]));
+  await new Promise((r) => setTimeout(r, 200));
+  b.destroy();
+  t.equal(await streamsBackToZero(), 0, 'every stream to the agent closed (pooled ones stay only when idle and whole)');
   const { answers } = await conversation(plainHost, [{ text: get(plainHost, '/len') }]);
   t.equal(answers[0]!.body.toString(), 'hello');
 });
