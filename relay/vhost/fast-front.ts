@@ -166,6 +166,10 @@ export class FastConnection implements FastOwner {
     if (this.sock.isPaused() && (this.buf === null || this.buf.length < HOLD_BYTES) && !req.paused) this.sock.resume();
   }
 
+  closing(): boolean {
+    return this.closeAfter || this.front.draining;
+  }
+
   wantBody(): void {
     process.nextTick(() => this.feedBody());
   }

@@ -29,6 +29,8 @@ export interface FastOwner {
   wantBody(): void;
   /** The response ended (its last bytes are queued on the socket). */
   responseDone(res: FastResponse): void;
+  /** The connection closes after this response (the client asked, or the relay is draining). */
+  closing(): boolean;
 }
 
 export class FastRequest extends EventEmitter {
@@ -90,7 +92,7 @@ export class FastResponse extends EventEmitter {
     readonly socket: TLSSocket,
     private readonly owner: FastOwner,
     isHead: boolean,
-    /** Connection: close goes out with the head, and the connection closes after the response. */
+    /** Connection: close goes out with the head, and the connection closes after the response (also set when the owner is closing by the time the head is written). */
     public closeAfter: boolean,
   ) {
     super();
@@ -120,6 +122,7 @@ export class FastResponse extends EventEmitter {
     if (Array.isArray(headers)) for (let i = 0; i + 1 < headers.length; i += 2) add(headers[i]!, headers[i + 1]!);
     else if (headers !== undefined) for (const [k, v] of Object.entries(headers)) add(k, v);
     if (!hasDate) s += `Date: ${utcDate()}\r\n`;
+    if (this.owner.closing()) this.closeAfter = true;
     s += this.closeAfter ? 'Connection: close\r\n' : `Connection: keep-alive\r\nKeep-Alive: timeout=${KEEPALIVE_SECONDS}\r\n`;
     if (bodyless(status)) this.noBody = true;
     if (!this.noBody && !hasLength) {

@@ -294,3 +294,47 @@ t.test('a client that leaves mid-response or mid-body costs nothing: no stream l
   const { answers } = await conversation(plainHost, [{ text: get(plainHost, '/len') }]);
   t.equal(answers[0]!.body.toString(), 'hello');
 });
+
+t.test('draining (SIGTERM): an idle keep-alive connection closes at once, an answer in flight completes with Connection: close', async (t) => {
+  // A relay of its own: this one is stopped.
+  const slow = http.createServer((req, res) => {
+    setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '4' }).end('done'), req.url === '/slow' ? 1_000 : 0);
+  });
+  const slowPort = await freePort(TARGET_HOST);
+  await new Promise<void>((r) => slow.listen({ host: TARGET_HOST, port: slowPort, exclusive: true }, r));
+  const r2 = await startWebRelay({ logLevel: 'warn' });
+  const s2 = await createServer(r2, { id: 'gpu-d', owner: 'dx' });
+  const a2 = await startAgent(r2, s2.token, { yaml: `mappings:\n  - { internal_port: ${slowPort}, http: true }` });
+  const { secure: host } = await httpsHostsOf(a2, slowPort);
+  t.teardown(async () => {
+    await a2.stop();
+    await r2.stop('SIGKILL').catch(() => undefined);
+    slow.closeAllConnections();
+    slow.close();
+    rmSync(r2.dataDir, { recursive: true, force: true });
+  });
+  const connect = async () => {
+    const sock = tls.connect({ host: '127.0.0.1', port: r2.ports.https, servername: host, ca: caOf(r2) });
+    sock.on('error', () => undefined);
+    let text = '';
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => (text += d));
+    const closed = new Promise<number>((r) => sock.once('close', () => r(performance.now())));
+    await new Promise<void>((r) => sock.once('secureConnect', () => r()));
+    return { sock, closed, text: () => text };
+  };
+  const idle = await connect();
+  idle.sock.write(get(host, '/quick'));
+  for (let i = 0; i < 50 && !idle.text().endsWith('done'); i++) await new Promise((r) => setTimeout(r, 50));
+  t.match(idle.text(), /^HTTP\/1\.1 200 [\s\S]*done$/, 'the idle connection served a request first');
+  const busy = await connect();
+  busy.sock.write(get(host, '/slow'));
+  await new Promise((r) => setTimeout(r, 200));
+  const stopped = r2.stop('SIGTERM');
+  const idleClosedAt = await idle.closed;
+  const busyClosedAt = await busy.closed;
+  t.ok(idleClosedAt < busyClosedAt, 'the idle connection was closed first, without waiting for the answer in flight');
+  t.match(busy.text(), /^HTTP\/1\.1 200 [^]*\r\n\r\ndone$/, 'the answer in flight arrived whole');
+  t.match(busy.text(), /\r\nConnection: close\r\n/, 'marked as the last on its connection');
+  t.equal(await stopped, 0, 'the relay exited 0');
+});
