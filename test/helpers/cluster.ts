@@ -224,36 +224,53 @@ function portFree(port: number): Promise<boolean> {
 
 export async function startRelay(opts: RelayOptions = {}): Promise<RelayHandle> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'portico-relay-'));
-  const ports: RelayPorts =
-    opts.ports ??
-    (await (async () => {
-      const range = await pickRange();
-      const [tunnel, api, https, http] = (await freePorts(4)) as [number, number, number, number];
-      return { tunnel, api, https, http, rangeStart: range.start, rangeEnd: range.end };
-    })());
   const configPath = join(dataDir, 'relay.yaml');
-  writeFileSync(
-    configPath,
-    [
-      `data_dir: ${dataDir}`,
-      `log_level: ${opts.logLevel ?? 'info'}`,
-      `tunnel: { listen: "127.0.0.1:${ports.tunnel}"${opts.tunnel ? `, ${opts.tunnel}` : ''} }`,
-      `ports: { bind: "${opts.bind ?? '127.0.0.1'}", range: "${ports.rangeStart}-${ports.rangeEnd}", per_server: ${opts.perServer ?? 10} }`,
-      `https: { listen: "127.0.0.1:${ports.https}"${opts.https ? `, ${opts.https}` : ''} }`,
-      `http: { listen: "127.0.0.1:${ports.http}" }`,
-      `api: { listen: "127.0.0.1:${ports.api}" }`,
-      opts.extraYaml ?? '',
-      '',
-    ].join('\n'),
-  );
   const logFile = join(dataDir, 'relay.log');
-  const proc = spawnPortico(['relay', '--dev', '--config', configPath], opts.env ?? {}, logFile);
-  await Promise.race([
-    proc.out.waitFor(/^relay ready/, 30_000),
-    proc.exited.then((c) => {
-      throw new Error(`relay exited with ${c} before ready; log: ${safeRead(logFile)}`);
-    }),
-  ]);
+  // Listener ports picked here come from the ephemeral range: between picking and binding, another
+  // test's outgoing connection can take one as its local port (seen: EADDRINUSE on 127.0.0.1:35405
+  // in CI). Then the relay is started again on fresh ports; given ports are used as they are.
+  for (let attempt = 1; ; attempt++) {
+    const ports: RelayPorts =
+      opts.ports ??
+      (await (async () => {
+        const range = await pickRange();
+        const [tunnel, api, https, http] = (await freePorts(4)) as [number, number, number, number];
+        return { tunnel, api, https, http, rangeStart: range.start, rangeEnd: range.end };
+      })());
+    writeFileSync(
+      configPath,
+      [
+        `data_dir: ${dataDir}`,
+        `log_level: ${opts.logLevel ?? 'info'}`,
+        `tunnel: { listen: "127.0.0.1:${ports.tunnel}"${opts.tunnel ? `, ${opts.tunnel}` : ''} }`,
+        `ports: { bind: "${opts.bind ?? '127.0.0.1'}", range: "${ports.rangeStart}-${ports.rangeEnd}", per_server: ${opts.perServer ?? 10} }`,
+        `https: { listen: "127.0.0.1:${ports.https}"${opts.https ? `, ${opts.https}` : ''} }`,
+        `http: { listen: "127.0.0.1:${ports.http}" }`,
+        `api: { listen: "127.0.0.1:${ports.api}" }`,
+        opts.extraYaml ?? '',
+        '',
+      ].join('\n'),
+    );
+    const proc = spawnPortico(['relay', '--dev', '--config', configPath], opts.env ?? {}, logFile);
+    try {
+      await Promise.race([
+        proc.out.waitFor(/^relay ready/, 30_000),
+        proc.exited.then((c) => {
+          throw new Error(`relay exited with ${c} before ready; log: ${safeRead(logFile)}`);
+        }),
+      ]);
+    } catch (err) {
+      if (opts.ports === undefined && attempt < 3 && /EADDRINUSE/.test((err as Error).message)) {
+        writeFileSync(logFile, '');
+        continue;
+      }
+      throw err;
+    }
+    return relayHandle(opts, proc, dataDir, ports, configPath, logFile);
+  }
+}
+
+function relayHandle(opts: RelayOptions, proc: Proc, dataDir: string, ports: RelayPorts, configPath: string, logFile: string): RelayHandle {
   const adminKey = opts.env?.PORTICO_ADMIN_KEY ?? readFileSync(join(dataDir, 'admin.key'), 'utf8').trim();
   const apiUrl = `http://127.0.0.1:${ports.api}`;
   return {
