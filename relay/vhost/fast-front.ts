@@ -157,10 +157,7 @@ export class FastConnection implements FastOwner {
       this.buf = n < buf.length ? buf.subarray(n) : null;
       this.bodyLeft -= n;
       req.emit('data', n < buf.length ? buf.subarray(0, n) : buf);
-      if (this.bodyLeft === 0) {
-        req.complete = true;
-        req.emit('end');
-      }
+      if (this.bodyLeft === 0) req.emit('end');
     }
     this.feeding = false;
     if (this.sock.isPaused() && (this.buf === null || this.buf.length < HOLD_BYTES) && !req.paused) this.sock.resume();

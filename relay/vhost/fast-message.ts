@@ -8,7 +8,7 @@
  * proxied request (docs/benchmarks.md, "Session 10").
  *
  * Members used, and nothing else is provided:
- *   request:  method, url, headers, rawHeaders, socket, httpVersion*,
+ *   request:  method, url, headers, rawHeaders, socket,
  *             'data'/'end' (the body, fed by the front), pause(), resume()
  *   response: statusCode, headersSent, writableEnded, writableFinished,
  *             socket, writeHead(), write(), end(), flushHeaders(),
@@ -38,13 +38,8 @@ export class FastRequest extends EventEmitter {
   readonly url: string;
   readonly headers: Record<string, string>;
   readonly rawHeaders: string[];
-  readonly httpVersion = '1.1';
-  readonly httpVersionMajor = 1;
-  readonly httpVersionMinor = 1;
   /** Body delivery is held (the proxy has no stream to forward it to yet, or backpressure). */
   paused = false;
-  /** The whole body was delivered. */
-  complete = false;
 
   constructor(
     head: RequestHead,

@@ -123,7 +123,12 @@ interface Parsed {
  * previous answer) and parses the answers with a strict HTTP/1.1 reader (Content-Length or
  * chunked; HEAD and 204 bodiless), so a framing error fails the test.
  */
-async function conversation(host: string, requests: Array<{ text: string | Buffer; head?: boolean }>, pipelined = false): Promise<{ answers: Parsed[]; closed: boolean }> {
+async function conversation(
+  host: string,
+  requests: Array<{ text: string | Buffer; head?: boolean }>,
+  pipelined = false,
+  expectClose = false,
+): Promise<{ answers: Parsed[]; closed: boolean }> {
   const sock = tls.connect({ host: '127.0.0.1', port: relay.ports.https, servername: host, ca: caOf(relay) });
   sock.on('error', () => undefined);
   let buf = Buffer.alloc(0);
@@ -189,8 +194,16 @@ async function conversation(host: string, requests: Array<{ text: string | Buffe
     if (!pipelined) sock.write(q.text);
     answers.push(await read(q.head === true));
   }
-  // Let a close the relay is about to make arrive.
-  await new Promise((r) => setTimeout(r, 100));
+  // A close the relay is to make after the last answer: wait for it (bounded), not for a fixed time.
+  if (expectClose && !closed) {
+    await new Promise<void>((r) => {
+      const timer = setTimeout(r, 5_000);
+      sock.once('close', () => {
+        clearTimeout(timer);
+        r();
+      });
+    });
+  }
   sock.destroy();
   return { answers, closed };
 }
@@ -241,6 +254,7 @@ t.test('pipelined requests are answered in order; Connection: close ends the con
   const { answers, closed } = await conversation(
     plainHost,
     [{ text: get(plainHost, '/one') }, { text: get(plainHost, '/two') }, { text: get(plainHost, '/three', 'Connection: close\r\n') }],
+    true,
     true,
   );
   t.same(
@@ -325,7 +339,16 @@ t.test('draining (SIGTERM): an idle keep-alive connection closes at once, an ans
   };
   const idle = await connect();
   idle.sock.write(get(host, '/quick'));
-  for (let i = 0; i < 50 && !idle.text().endsWith('done'); i++) await new Promise((r) => setTimeout(r, 50));
+  await new Promise<void>((r) => {
+    const timer = setTimeout(r, 5_000);
+    const check = () => {
+      if (!idle.text().endsWith('done')) return;
+      clearTimeout(timer);
+      idle.sock.off('data', check);
+      r();
+    };
+    idle.sock.on('data', check);
+  });
   t.match(idle.text(), /^HTTP\/1\.1 200 [\s\S]*done$/, 'the idle connection served a request first');
   const busy = await connect();
   busy.sock.write(get(host, '/slow'));
