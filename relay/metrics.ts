@@ -100,10 +100,10 @@ registry.registerMetric(requestDuration as unknown as Parameters<Registry['regis
 
 let collectors: LiveCollectors | null = null;
 /** The fast front's counters (relay/vhost/fast-front.ts), read at scrape time. */
-let frontStats: (() => { requests: number; handedOver: number }) | null = null;
+let frontStats: (() => { requests: number; direct: number; handedOver: number }) | null = null;
 
 /** The web proxy installs its fast front's counters here (null: none). */
-export function setFrontStats(f: (() => { requests: number; handedOver: number }) | null): void {
+export function setFrontStats(f: (() => { requests: number; direct: number; handedOver: number }) | null): void {
   frontStats = f;
 }
 
@@ -137,6 +137,15 @@ export const metrics = {
     collect() {
       this.reset();
       this.inc(frontStats?.().requests ?? 0);
+    },
+  }),
+  fastFrontDirect: new Counter({
+    name: 'portico_https_fast_front_direct_requests_total',
+    help: 'HTTPS requests the fast front wrote straight to a stream to the agent (the direct path; the rest of its requests went through the general proxy path)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(frontStats?.().direct ?? 0);
     },
   }),
   fastFrontHandovers: new Counter({

@@ -162,6 +162,23 @@ export interface RequestObs {
   ended: boolean;
 }
 
+/** A request whose response closed, as finishRequest counts it. */
+export interface FinishedRequest {
+  /** performance.now() when it arrived. */
+  start: number;
+  /** The status sent, or 499 when the client left first. */
+  status: number;
+  clientIp: string;
+  /** The signed-in user (access control), else null. */
+  user: string | null;
+  method: string;
+  /** The request target as sent (redacted here). */
+  url: string | undefined;
+  userAgent: string | undefined;
+  bytesIn: number;
+  bytesOut: number;
+}
+
 /** A live TCP connection or WebSocket tunnel whose splice counters are read at flush/scrape time. */
 export interface LiveConn {
   usage: MappingUsage;
@@ -240,46 +257,62 @@ export class UsageStats {
   }
 
   private endRequest(req: IncomingMessage, res: ServerResponse, obs: RequestObs): void {
-    const ms = Math.round((performance.now() - obs.start) * 10) / 10;
-    // A response the client did not wait for is logged as 499 (nginx's "client closed request").
-    const status = res.writableFinished || res.headersSent ? res.statusCode : 499;
-    const clientIp = normalizeIp(req.socket.remoteAddress);
-    const user = requestUser(req);
-    const path = redactPath(req.url);
+    obs.ended = true;
+    const u = obs.usage;
+    const inFlight = obs.inFlight;
+    obs.inFlight = false;
+    this.finishRequest(u, inFlight, {
+      start: obs.start,
+      // A response the client did not wait for is logged as 499 (nginx's "client closed request").
+      status: res.writableFinished || res.headersSent ? res.statusCode : 499,
+      clientIp: normalizeIp(req.socket.remoteAddress),
+      user: requestUser(req),
+      method: req.method ?? 'GET',
+      url: req.url,
+      userAgent: req.headers['user-agent'],
+      bytesIn: obs.bytesIn,
+      bytesOut: obs.bytesOut,
+    });
+  }
+
+  /**
+   * Counts a request whose response closed: its mapping's statistics (null
+   * for a request no route took), /metrics series, access-log entry and
+   * pino line. `inFlight`: it was counted in the mapping's openRequests.
+   */
+  finishRequest(u: MappingUsage | null, inFlight: boolean, r: FinishedRequest): void {
+    const ms = Math.round((performance.now() - r.start) * 10) / 10;
     const now = Date.now();
     const entry: LoggedRequest = {
       timestamp: now,
-      client_ip: clientIp,
-      user,
-      method: req.method ?? 'GET',
-      path,
-      status_code: status,
+      client_ip: r.clientIp,
+      user: r.user,
+      method: r.method,
+      path: redactPath(r.url),
+      status_code: r.status,
       response_time_ms: ms,
-      user_agent: truncateUserAgent(req.headers['user-agent']),
+      user_agent: truncateUserAgent(r.userAgent),
     };
-    obs.ended = true;
-    const u = obs.usage;
     if (u) {
-      if (obs.inFlight) u.openRequests--;
-      obs.inFlight = false;
+      if (inFlight) u.openRequests--;
       u.totalRequests++;
       u.responseTimeMsSum += ms;
       u.responseCount++;
       u.lastAccessed = now;
-      u.visitors.add(user ? `u:${user}` : clientIp);
+      u.visitors.add(r.user ? `u:${r.user}` : r.clientIp);
       u.pushLog(entry);
       u.dirty = true;
-      u.classCounts[statusClass(status)]!++;
+      u.classCounts[statusClass(r.status)]!++;
       observeDuration(u.durationCounts, ms / 1000);
       u.durationSum += ms / 1000;
-      u.addBytes(obs.bytesIn, obs.bytesOut);
+      u.addBytes(r.bytesIn, r.bytesOut);
     } else {
-      countUnroutedRequest(status);
+      countUnroutedRequest(r.status);
     }
     // The pino line (skipped without building it when the level is above info).
     if (this.accessLog.isLevelEnabled('info')) {
       this.accessLog.info(
-        { server: u?.serverId, mapping: u?.mappingId, ...entry, timestamp: new Date(now).toISOString(), bytes_in: obs.bytesIn, bytes_out: obs.bytesOut },
+        { server: u?.serverId, mapping: u?.mappingId, ...entry, timestamp: new Date(now).toISOString(), bytes_in: r.bytesIn, bytes_out: r.bytesOut },
         'access',
       );
     }

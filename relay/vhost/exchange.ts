@@ -37,7 +37,7 @@ export interface ExchangeContext {
 }
 
 /** Methods retried once on a fresh stream when a pooled one was closed under them (no body only). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+export const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 export interface ExchangeInit {
   route: Route;

@@ -19,14 +19,24 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { HostRouter } from './router.js';
-import { parseRequestHead } from './request-head.js';
+import type { HostRouter, Route } from './router.js';
+import { parseRequestHead, type RequestHead } from './request-head.js';
 import { FastRequest, FastResponse, KEEPALIVE_SECONDS, type FastOwner } from './fast-message.js';
+import type { DirectExchange, DirectOwner } from './direct-exchange.js';
+import { UpstreamPool, type UpstreamConn } from './upstream-pool.js';
 
 export interface FastFrontDeps {
   router: HostRouter;
   /** The proxy's request handler (HttpProxy.onRequest). */
   onRequest(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * The direct path (direct-exchange.ts) for a request, or null when the
+   * proxy's general path must take it (the relay drains, the agent is
+   * offline, the proxy is off for the server: it answers those).
+   */
+  direct?(owner: DirectOwner, head: RequestHead, route: Route): DirectExchange | null;
+  /** The pool the direct path's streams come from (released to it when a connection ends). */
+  pool?: UpstreamPool;
   /** node:http's connection handler: takes a connection the front hands over. */
   handOver(sock: TLSSocket): void;
   maxHeaderBytes: number;
@@ -41,8 +51,8 @@ const REQUEST_TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\nConnection: clos
 export class FastFront {
   /** Connections the front serves now (handed-over ones are node's). */
   readonly connections = new Set<FastConnection>();
-  /** Requests served here, and connections handed to node:http (for tests and the bench). */
-  readonly stats = { requests: 0, handedOver: 0 };
+  /** Requests served here (of them on the direct path), and connections handed to node:http (/metrics, tests). */
+  readonly stats = { requests: 0, direct: 0, handedOver: 0 };
   private closing = false;
 
   constructor(readonly deps: FastFrontDeps) {}
@@ -73,11 +83,17 @@ export class FastFront {
   }
 }
 
-export class FastConnection implements FastOwner {
+export class FastConnection implements FastOwner, DirectOwner {
   /** Bytes read and not yet consumed (a partial head, a pipelined request, body not yet taken). */
   private buf: Buffer | null = null;
+  /** The request in progress: a direct exchange, or a request/response pair for the proxy's general path. */
+  private ex: DirectExchange | null = null;
   private req: FastRequest | null = null;
   private res: FastResponse | null = null;
+  /** The stream to the app the last direct request used, parked for the next one. */
+  private bound: UpstreamConn | null = null;
+  /** The socket's timeout now (set only when it changes). */
+  private timeoutMs = -1;
   /** Body bytes of the current request still to come. */
   private bodyLeft = 0;
   /** When the first byte of the head being read arrived (performance.now), or -1. */
@@ -97,18 +113,29 @@ export class FastConnection implements FastOwner {
     sock.on('drain', this.onDrain);
     sock.on('error', noop);
     sock.once('close', this.onClose);
-    sock.setTimeout(front.deps.headerTimeoutMs);
+    this.setIdleTimeout(front.deps.headerTimeoutMs);
+  }
+
+  /** A request is in progress. */
+  private get busy(): boolean {
+    return this.ex !== null || this.res !== null;
   }
 
   /** The front is draining. */
   drain(): void {
-    if (this.req === null && this.buf === null) this.sock.destroy();
+    if (!this.busy && this.buf === null) this.sock.destroy();
     else this.closeAfter = true;
+  }
+
+  setIdleTimeout(ms: number): void {
+    if (ms === this.timeoutMs) return;
+    this.timeoutMs = ms;
+    this.sock.setTimeout(ms);
   }
 
   private readonly onData = (chunk: Buffer): void => {
     this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
-    if (this.req !== null) {
+    if (this.busy) {
       this.feedBody();
       if (this.buf !== null && this.buf.length >= HOLD_BYTES) this.sock.pause();
       return;
@@ -119,11 +146,11 @@ export class FastConnection implements FastOwner {
   /** Reads the next request head from the buffer, if no request is in progress. */
   private next(): void {
     const buf = this.buf;
-    if (this.req !== null || this.gone || buf === null) return;
+    if (this.busy || this.gone || buf === null) return;
     const { deps } = this.front;
     if (this.headStart < 0) {
       this.headStart = performance.now();
-      this.sock.setTimeout(deps.headerTimeoutMs);
+      this.setIdleTimeout(deps.headerTimeoutMs);
     }
     const head = parseRequestHead(buf, deps.maxHeaderBytes);
     if (head === 'incomplete') {
@@ -137,30 +164,46 @@ export class FastConnection implements FastOwner {
     this.buf = buf.length > head.length ? buf.subarray(head.length) : null;
     this.bodyLeft = head.contentLength;
     if (head.close) this.closeAfter = true;
+    this.front.stats.requests++;
+    const ex = deps.direct?.(this, head, route) ?? null;
+    if (ex !== null) {
+      this.front.stats.direct++;
+      this.ex = ex;
+      ex.start();
+      if (this.bodyLeft > 0) this.feedBody();
+      return;
+    }
     const req = new FastRequest(head, this.sock, this);
     const res = new FastResponse(this.sock, this, head.method === 'HEAD', this.closeAfter || this.front.draining);
     this.req = req;
     this.res = res;
-    this.front.stats.requests++;
     deps.onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse);
     if (this.bodyLeft > 0) this.feedBody();
   }
 
   /** Gives the current request the body bytes it may take now. */
   private feedBody(): void {
+    const ex = this.ex;
     const req = this.req;
-    if (req === null || this.feeding) return;
+    const sink = ex ?? req;
+    if (sink === null || this.feeding) return;
     this.feeding = true;
-    while (this.bodyLeft > 0 && !req.paused && this.buf !== null && this.req === req) {
+    while (this.bodyLeft > 0 && !sink.paused && this.buf !== null && (this.ex ?? this.req) === sink) {
       const buf = this.buf;
       const n = Math.min(buf.length, this.bodyLeft);
       this.buf = n < buf.length ? buf.subarray(n) : null;
       this.bodyLeft -= n;
-      req.emit('data', n < buf.length ? buf.subarray(0, n) : buf);
-      if (this.bodyLeft === 0) req.emit('end');
+      const chunk = n < buf.length ? buf.subarray(0, n) : buf;
+      if (ex !== null) {
+        ex.data(chunk);
+        if (this.bodyLeft === 0) ex.end();
+      } else if (req !== null) {
+        req.emit('data', chunk);
+        if (this.bodyLeft === 0) req.emit('end');
+      }
     }
     this.feeding = false;
-    if (this.sock.isPaused() && (this.buf === null || this.buf.length < HOLD_BYTES) && !req.paused) this.sock.resume();
+    if (this.sock.isPaused() && (this.buf === null || this.buf.length < HOLD_BYTES) && !sink.paused) this.sock.resume();
   }
 
   closing(): boolean {
@@ -173,17 +216,58 @@ export class FastConnection implements FastOwner {
 
   responseDone(res: FastResponse): void {
     if (res !== this.res) return;
-    const unreadBody = this.bodyLeft > 0;
     this.req = null;
     this.res = null;
-    this.bodyLeft = 0;
     process.nextTick(() => res.close());
+    this.requestDone(res.closeAfter);
+  }
+
+  directDone(ex: DirectExchange, closeAfter: boolean): void {
+    if (ex !== this.ex) return;
+    this.ex = null;
+    this.requestDone(closeAfter);
+  }
+
+  answerInstead(ex: DirectExchange): FastResponse {
+    const res = new FastResponse(this.sock, this, ex.isHead, this.closeAfter || this.front.draining);
+    if (ex === this.ex) {
+      this.ex = null;
+      this.res = res;
+    }
+    return res;
+  }
+
+  takeBound(key: string): UpstreamConn | null {
+    const conn = this.bound;
+    if (conn === null) return null;
+    this.bound = null;
+    if (UpstreamPool.reusable(conn, key, performance.now())) return conn;
+    this.front.deps.pool?.unpark(conn);
+    return null;
+  }
+
+  bind(conn: UpstreamConn): void {
+    if (this.bound !== null && this.bound !== conn) this.front.deps.pool?.unpark(this.bound);
+    this.bound = conn;
+  }
+
+  /** The parked stream goes back to the pool (the connection ends or leaves the front). */
+  private releaseBound(): void {
+    const conn = this.bound;
+    this.bound = null;
+    if (conn !== null) this.front.deps.pool?.unpark(conn);
+  }
+
+  /** The response of the request in progress is complete: on to the next one, or close. */
+  private requestDone(closeAfter: boolean): void {
+    const unreadBody = this.bodyLeft > 0;
+    this.bodyLeft = 0;
     // The app answered before the whole body arrived: the rest cannot be told from a next request cheaply; close.
-    if (res.closeAfter || this.closeAfter || unreadBody || this.front.draining) {
+    if (closeAfter || this.closeAfter || unreadBody || this.front.draining) {
       this.finish();
       return;
     }
-    this.sock.setTimeout(KEEPALIVE_MS);
+    this.setIdleTimeout(KEEPALIVE_MS);
     if (this.sock.isPaused()) this.sock.resume();
     if (this.buf !== null) process.nextTick(() => this.next());
   }
@@ -203,7 +287,7 @@ export class FastConnection implements FastOwner {
     this.buf = null;
     this.detach(true);
     this.front.stats.handedOver++;
-    this.sock.setTimeout(0);
+    this.setIdleTimeout(0);
     this.sock.pause();
     if (buf !== null) this.sock.unshift(buf);
     this.front.deps.handOver(this.sock);
@@ -218,6 +302,11 @@ export class FastConnection implements FastOwner {
   }
 
   private readonly onTimeout = (): void => {
+    if (this.ex !== null) {
+      // The proxy's idle timeout for this request (it answers 504 or cuts the response).
+      this.ex.onTimeout();
+      return;
+    }
     const res = this.res;
     if (res !== null) {
       // The proxy's idle timeout for this request (it answers 504 or cuts the response).
@@ -230,22 +319,27 @@ export class FastConnection implements FastOwner {
   };
 
   private readonly onDrain = (): void => {
-    this.res?.emit('drain');
+    if (this.ex !== null) this.ex.onClientDrain();
+    else this.res?.emit('drain');
   };
 
   private readonly onEnd = (): void => {
     // The client will send nothing more: finish the request in progress (its body is all here or lost), then close.
-    if (this.req === null) this.sock.destroy();
+    if (!this.busy) this.sock.destroy();
     else this.closeAfter = true;
   };
 
   private readonly onClose = (): void => {
     this.gone = true;
     this.front.connections.delete(this);
+    const ex = this.ex;
     const res = this.res;
+    this.ex = null;
     this.req = null;
     this.res = null;
+    ex?.clientGone();
     res?.close();
+    this.releaseBound();
   };
 
   /** Stops following the socket: it is closing (its errors stay swallowed), or node:http takes it (`handing`). */
@@ -259,6 +353,7 @@ export class FastConnection implements FastOwner {
     sock.off('close', this.onClose);
     this.front.connections.delete(this);
     this.gone = true;
+    this.releaseBound();
   }
 }
 

@@ -68,7 +68,7 @@ export class FastRequest extends EventEmitter {
 }
 
 /** Status codes whose responses never carry a body. */
-function bodyless(status: number): boolean {
+export function bodyless(status: number): boolean {
   return status === 204 || status === 304 || (status >= 100 && status < 200);
 }
 
@@ -97,35 +97,15 @@ export class FastResponse extends EventEmitter {
   /** writeHead(status[, reason][, headers]) with headers as a flat [name, value, …] list or an object. */
   writeHead(status: number, reason?: string | string[] | Record<string, string | number>, headers?: string[] | Record<string, string | number>): this {
     if (this.headersSent) throw Object.assign(new Error('Cannot write headers after they are sent to the client'), { code: 'ERR_HTTP_HEADERS_SENT' });
-    let message = STATUS_CODES[status] ?? 'unknown';
+    let message: string | undefined;
     if (typeof reason === 'string') message = reason;
     else if (reason !== undefined) headers = reason;
-    if (!isFieldValue(message)) throw invalidChar('status message');
-    let s = `HTTP/1.1 ${status} ${message}\r\n`;
-    let hasLength = false;
-    let hasDate = false;
-    const add = (name: string, value: string | number): void => {
-      const v = String(value);
-      if (!isToken(name)) throw Object.assign(new TypeError(`Header name must be a valid HTTP token ["${name}"]`), { code: 'ERR_INVALID_HTTP_TOKEN' });
-      if (!isFieldValue(v)) throw invalidChar(name);
-      const lower = name.toLowerCase();
-      if (lower === 'content-length') hasLength = true;
-      else if (lower === 'date') hasDate = true;
-      else if (lower === 'transfer-encoding' || lower === 'connection' || lower === 'keep-alive') return; // ours below
-      s += `${name}: ${v}\r\n`;
-    };
-    if (Array.isArray(headers)) for (let i = 0; i + 1 < headers.length; i += 2) add(headers[i]!, headers[i + 1]!);
-    else if (headers !== undefined) for (const [k, v] of Object.entries(headers)) add(k, v);
-    if (!hasDate) s += `Date: ${utcDate()}\r\n`;
     if (this.owner.closing()) this.closeAfter = true;
-    s += this.closeAfter ? 'Connection: close\r\n' : `Connection: keep-alive\r\nKeep-Alive: timeout=${KEEPALIVE_SECONDS}\r\n`;
-    if (bodyless(status)) this.noBody = true;
-    if (!this.noBody && !hasLength) {
-      this.chunked = true;
-      s += 'Transfer-Encoding: chunked\r\n';
-    }
+    const head = serializeResponseHead(status, message, headers, this.closeAfter, this.noBody);
+    this.chunked = head.chunked;
+    this.noBody = head.noBody;
     this.statusCode = status;
-    this.head = `${s}\r\n`;
+    this.head = head.text;
     this.headersSent = true;
     return this;
   }
@@ -198,6 +178,54 @@ export class FastResponse extends EventEmitter {
 /** Seconds a keep-alive connection may sit idle (told to clients in Keep-Alive). */
 export const KEEPALIVE_SECONDS = 30;
 
+/** The Connection line(s) of an answer: the connection closes after it, or stays open. */
+export function connectionLines(closeAfter: boolean): string {
+  return closeAfter ? 'Connection: close\r\n' : KEEP_ALIVE_LINES;
+}
+const KEEP_ALIVE_LINES = `Connection: keep-alive\r\nKeep-Alive: timeout=${KEEPALIVE_SECONDS}\r\n`;
+
+export interface SerializedHead {
+  /** The head, blank line included. */
+  text: string;
+  /** The body goes chunked (the head had no Content-Length). */
+  chunked: boolean;
+  /** No body follows (HEAD, 1xx, 204, 304). */
+  noBody: boolean;
+}
+
+/**
+ * An HTTP/1.1 response head as node's ServerResponse would write it: names
+ * and values checked (a TypeError with node's codes otherwise), Date added
+ * when missing, Connection/Keep-Alive and Transfer-Encoding stated by the
+ * relay (the given ones are dropped), chunked framing without a
+ * Content-Length. `message` defaults to the status code's reason phrase.
+ */
+export function serializeResponseHead(status: number, message: string | undefined, headers: string[] | Record<string, string | number> | undefined, closeAfter: boolean, noBody: boolean): SerializedHead {
+  const reason = message ?? STATUS_CODES[status] ?? 'unknown';
+  if (!isFieldValue(reason)) throw invalidChar('status message');
+  let s = `HTTP/1.1 ${status} ${reason}\r\n`;
+  let hasLength = false;
+  let hasDate = false;
+  const add = (name: string, value: string | number): void => {
+    const v = String(value);
+    if (!isToken(name)) throw Object.assign(new TypeError(`Header name must be a valid HTTP token ["${name}"]`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+    if (!isFieldValue(v)) throw invalidChar(name);
+    const lower = name.toLowerCase();
+    if (lower === 'content-length') hasLength = true;
+    else if (lower === 'date') hasDate = true;
+    else if (lower === 'transfer-encoding' || lower === 'connection' || lower === 'keep-alive') return; // ours below
+    s += `${name}: ${v}\r\n`;
+  };
+  if (Array.isArray(headers)) for (let i = 0; i + 1 < headers.length; i += 2) add(headers[i]!, headers[i + 1]!);
+  else if (headers !== undefined) for (const [k, v] of Object.entries(headers)) add(k, v);
+  if (!hasDate) s += `Date: ${utcDate()}\r\n`;
+  s += connectionLines(closeAfter);
+  if (bodyless(status)) noBody = true;
+  const chunked = !noBody && !hasLength;
+  if (chunked) s += 'Transfer-Encoding: chunked\r\n';
+  return { text: `${s}\r\n`, chunked, noBody };
+}
+
 
 function invalidChar(name: string): TypeError {
   return Object.assign(new TypeError(`Invalid character in header content ["${name}"]`), { code: 'ERR_INVALID_CHAR' });
@@ -207,7 +235,7 @@ let dateCache = '';
 let dateSecond = -1;
 
 /** The Date header's value, rebuilt at most once a second. */
-function utcDate(): string {
+export function utcDate(): string {
   const now = Date.now();
   const second = Math.floor(now / 1000);
   if (second !== dateSecond) {

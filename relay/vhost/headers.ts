@@ -27,6 +27,19 @@ const HOP_BY_HOP = new Set([
  */
 const NOT_HOP_BY_HOP = new Set(['host', 'content-length']);
 
+/**
+ * True when a Connection value names only fields whose fate is fixed
+ * anyway (always hop-by-hop, or never dropped for it): a head with only
+ * such values can be forwarded line by line without these rules.
+ */
+export function namesOnlyFixedFields(value: string): boolean {
+  for (const tok of value.split(',')) {
+    const t = tok.trim().toLowerCase();
+    if (t !== '' && !HOP_BY_HOP.has(t) && !NOT_HOP_BY_HOP.has(t)) return false;
+  }
+  return true;
+}
+
 /** The tokens listed in Connection headers (lowercase), beyond the fixed set. */
 function connectionTokens(raw: string[]): Set<string> | null {
   let extra: Set<string> | null = null;
@@ -111,4 +124,19 @@ export function serializeRequestHead(method: string, url: string, headers: strin
   let s = `${method} ${url} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) s += `${headers[i]!}: ${headers[i + 1]!}\r\n`;
   return `${s}${framing}\r\n`;
+}
+
+/** Methods node's HTTP client sends without a Content-Length when they carry no body. */
+const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
+
+/**
+ * The framing line of a request the relay sends (the client's Content-Length
+ * header never passes through as such): the length the parser validated,
+ * chunked, or, like node's HTTP client, Content-Length: 0 for a bodiless
+ * POST/PUT/PATCH.
+ */
+export function requestFraming(method: string, contentLength: string | undefined, chunked: boolean): string {
+  if (chunked) return 'Transfer-Encoding: chunked\r\n';
+  if (contentLength !== undefined) return `Content-Length: ${contentLength}\r\n`;
+  return NO_BODY_METHODS.has(method) ? '' : 'Content-Length: 0\r\n';
 }

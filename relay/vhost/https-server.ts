@@ -133,6 +133,8 @@ export class WebProxy {
       const fast = new FastFront({
         router: this.router,
         onRequest: this.proxy.onRequest,
+        direct: this.proxy.direct,
+        pool: this.pool,
         handOver: (sock) => handOver.call(this.https, sock),
         maxHeaderBytes: h.maxHeaderBytes,
         headerTimeoutMs: h.headerTimeout,

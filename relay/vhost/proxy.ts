@@ -16,19 +16,18 @@ import { StreamKind } from '../../proto/index.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import type { AgentSession } from '../sessions/agent-session.js';
 import type { HostRouter, Route } from './router.js';
-import { forwardRequestHeaders, serializeRequestHead } from './headers.js';
+import { forwardRequestHeaders, requestFraming, serializeRequestHead } from './headers.js';
 import { classifyRequest, idleTimeoutMs } from './timeouts.js';
 import { proxyErrors, rawErrorResponse, sendError, type ProxyError } from './errors.js';
 import { MAX_RESPONSE_HEADER_BYTES, OPEN_TIMEOUT_MS, type UpstreamPool } from './upstream-pool.js';
 import { awaitUpgradeAnswer } from './upgrade-answer.js';
 import { ProxyExchange, type ExchangeContext } from './exchange.js';
+import { DirectExchange, type DirectContext, type DirectOwner } from './direct-exchange.js';
+import type { RequestHead } from './request-head.js';
 import { AccessGate } from '../access/gate.js';
 import type { UserDirectory } from '../access/auth.js';
 import type { Observability } from '../observability.js';
 import type { RequestObs } from '../stats/usage.js';
-
-/** Methods node's HTTP client sends without a Content-Length when they carry no body. */
-const NO_BODY_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 export interface ProxyDeps {
   config: RelayConfig;
@@ -72,6 +71,7 @@ export class HttpProxy {
   /** Access control (relay/access): IP rules, sign-in, rate limits, security headers, CORS, compression. */
   readonly access: AccessGate;
   private readonly exchangeContext: ExchangeContext;
+  private readonly directContext: DirectContext;
 
   constructor(private readonly deps: ProxyDeps) {
     this.timeouts = deps.config.https.timeouts;
@@ -85,7 +85,23 @@ export class HttpProxy {
       upstreamError: (err, route, session) => this.upstreamError(err, route, session),
       logFailure: (route, e, err) => deps.logger.debug({ server: route.serverId, port: route.internalPort, code: e.code, err: err.message }, 'upstream request failed'),
     };
+    const ec = this.exchangeContext;
+    this.directContext = { pool: ec.pool, timeouts: ec.timeouts, stats: this.stats, rewriteHost: this.rewriteHost, usage: deps.obs?.usage ?? null, upstreamError: ec.upstreamError, logFailure: ec.logFailure };
   }
+
+  /**
+   * The fast front's direct path (direct-exchange.ts) for a plain request to
+   * a route without access rules whose agent is here; null sends it down the
+   * general path (onRequest), which answers the rest: draining, proxy off,
+   * agent offline.
+   */
+  readonly direct = (owner: DirectOwner, head: RequestHead, route: Route): DirectExchange | null => {
+    if (this.deps.closing() || !route.proxyEnabled || route.access !== null) return null;
+    const session = this.deps.registry.get(route.serverId, route.mappingId);
+    if (!session) return null;
+    const usage = this.deps.obs ? this.deps.obs.usage.usage(route.serverId, route.mappingId) : null;
+    return new DirectExchange(owner, this.directContext, head, { route, session, usage }, normalizeAddress(owner.sock.remoteAddress));
+  };
 
   // ---- routing (shared by requests and upgrades) ----
 
@@ -163,17 +179,7 @@ export class HttpProxy {
     const contentLength = req.headers['content-length'];
     const chunked = contentLength === undefined && req.headers['transfer-encoding'] !== undefined;
     const body = chunked ? 'chunked' : contentLength !== undefined && contentLength !== '0' ? 'length' : 'none';
-    // The relay states the framing of what it sends (the client's Content-Length header never passes
-    // through as such): the length node's parser validated, chunked, or, like node's HTTP client,
-    // Content-Length: 0 for a bodiless POST/PUT/PATCH.
-    const framing = chunked
-      ? 'Transfer-Encoding: chunked\r\n'
-      : contentLength !== undefined
-        ? `Content-Length: ${contentLength}\r\n`
-        : !NO_BODY_METHODS.has(method)
-          ? 'Content-Length: 0\r\n'
-          : '';
-    const head = serializeRequestHead(method, originForm(req.url), this.headers(req, t, null), framing);
+    const head = serializeRequestHead(method, originForm(req.url), this.headers(req, t, null), requestFraming(method, contentLength, chunked));
     new ProxyExchange(this.exchangeContext, req, res, {
       route: t.route,
       session: t.session,

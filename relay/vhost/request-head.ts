@@ -13,6 +13,7 @@
  */
 import { METHODS as httpMethods } from 'node:http';
 import { FIELD_VALUE, TCHAR } from './http-chars.js';
+import { namesOnlyFixedFields } from './headers.js';
 
 export interface RequestHead {
   method: string;
@@ -28,6 +29,14 @@ export interface RequestHead {
   contentLength: number;
   /** The client asked to close after this request (Connection: close). */
   close: boolean;
+  /**
+   * The header lines the relay passes to the app as they are (each with its
+   * CRLF): all but Host, Content-Length, the hop-by-hop fields and the
+   * X-Forwarded-* / Forwarded / X-Real-IP claims, which the relay states
+   * itself (the rules of headers.ts forwardRequestHeaders). null when a
+   * Connection header names further fields to drop: then those rules run.
+   */
+  forward: string | null;
 }
 
 export type HeadResult = RequestHead | 'incomplete' | 'defer';
@@ -92,12 +101,17 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
   let contentLength = -1;
   let hosts = 0;
   let close = false;
+  // The forwarded lines: runs of kept lines are cut out of buf once, when a dropped line ends a run.
+  let forward: string | null = '';
+  let runStart = i;
   for (;;) {
     const blank = crlfAt(buf, i, limit);
     if (blank === 1) {
+      if (forward !== null && i > runStart) forward += buf.toString('latin1', runStart, i);
       i += 2;
       break;
     }
+    const lineStart = i;
     if (blank === 0) return buf.length >= maxBytes ? 'defer' : 'incomplete';
     const nameStart = i;
     while (i < limit && TCHAR[buf[i]!] === 1) i++;
@@ -117,13 +131,16 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
     // A continuation line (obs-fold) starts with SP/HTAB: node rejects it; so do we, through node.
     if (i < limit && (buf[i] === 0x20 || buf[i] === 0x09)) return 'defer';
     const lower = name.toLowerCase();
+    let drop = false;
     switch (lower) {
       case 'host':
         hosts++;
+        drop = true;
         break;
       case 'content-length':
         if (contentLength !== -1 || value.length === 0 || value.length > MAX_LENGTH_DIGITS || !/^[0-9]+$/.test(value)) return 'defer';
         contentLength = Number(value);
+        drop = true;
         break;
       case 'transfer-encoding':
       case 'upgrade':
@@ -131,7 +148,27 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
         return 'defer';
       case 'connection':
         if (/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
+        if (!namesOnlyFixedFields(value)) forward = null;
+        drop = true;
         break;
+      case 'keep-alive':
+      case 'proxy-connection':
+      case 'proxy-authenticate':
+      case 'proxy-authorization':
+      case 'te':
+      case 'trailer':
+      case 'http2-settings':
+      case 'x-forwarded-for':
+      case 'x-forwarded-proto':
+      case 'x-forwarded-host':
+      case 'forwarded':
+      case 'x-real-ip':
+        drop = true;
+        break;
+    }
+    if (drop) {
+      if (forward !== null && lineStart > runStart) forward += buf.toString('latin1', runStart, lineStart);
+      runStart = i;
     }
     rawHeaders.push(name, value);
     const had = headers[lower];
@@ -139,7 +176,7 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
     else if (!SINGLE.has(lower)) headers[lower] = `${had}${lower === 'cookie' ? '; ' : ', '}${value}`;
   }
   if (hosts !== 1) return 'defer';
-  return { method, url, rawHeaders, headers, length: i, contentLength: contentLength === -1 ? 0 : contentLength, close };
+  return { method, url, rawHeaders, headers, length: i, contentLength: contentLength === -1 ? 0 : contentLength, close, forward };
 }
 
 /** 1: CRLF at i; 0: not enough bytes to tell; -1: something else (a bare LF or CR included). */

@@ -13,7 +13,8 @@
  * characters: node's res.writeHead() validates them when the head is
  * forwarded (the proxy turns its refusal into the same 502).
  */
-import { TCHAR } from './http-chars.js';
+import { FIELD_VALUE, TCHAR } from './http-chars.js';
+import { namesOnlyFixedFields } from './headers.js';
 
 /** The head of a final (non-1xx) response. */
 export interface ResponseHead {
@@ -26,6 +27,18 @@ export interface ResponseHead {
   contentDisposition: string | undefined;
   /** The stream can carry another request after this response (HTTP/1.1, no Connection: close, self-delimited body). */
   keepAlive: boolean;
+  /**
+   * The header lines a proxy passes on as they are (each with its CRLF):
+   * all but the hop-by-hop fields (RFC 9110 §7.6.1). null unless every line
+   * ended in CRLF, every value holds only field-value characters, no
+   * Transfer-Encoding came and Connection names no further fields: then
+   * the proxy rebuilds the head from rawHeaders (headers.ts).
+   */
+  lines: string | null;
+  /** A Date field came. */
+  hasDate: boolean;
+  /** The Content-Length field's value, -1 without one. */
+  contentLength: number;
 }
 
 export interface ResponseSink {
@@ -308,19 +321,25 @@ export class ResponseParser {
       if ((c < 0x20 && c !== 0x09) || c === 0x7f) throw new ResponseParseError('HPE_INVALID_STATUS', 'invalid character in the reason phrase');
     }
 
-    const raw: string[] = [];
     let contentLength = -1;
     let chunked = false;
     let transferEncoding = false;
     let close = minor === 0x30;
     let contentType: string | undefined;
     let contentDisposition: string | undefined;
+    let hasDate = false;
+    // Whether the lines can pass as they are, and the dropped (hop-by-hop) lines' [start, end) offsets.
+    let plain = statusEnd !== nl;
+    let drops: number[] | null = null;
+    const first = nl + 1;
+    // One pass over the lines: names compared in place, values sliced only for the fields read here.
     for (;;) {
       const start = nl + 1;
       nl = text.indexOf('\n', start);
       if (nl < 0) break; // not reached: the block ends with an empty line
       const end = nl > start && text.charCodeAt(nl - 1) === CR ? nl - 1 : nl;
       if (end === start) break; // the empty line
+      if (end === nl) plain = false; // a bare LF
       const colon = text.indexOf(':', start);
       if (colon <= start || colon >= end) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header line');
       for (let k = start; k < colon; k++) {
@@ -331,42 +350,74 @@ export class ResponseParser {
       let ve = end;
       while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
       while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
-      const name = text.slice(start, colon);
-      const value = text.slice(vs, ve);
-      raw.push(name, value);
-      // Framing and connection headers, by length first (cheap).
+      if (plain) {
+        for (let k = vs; k < ve; k++) {
+          if (FIELD_VALUE[text.charCodeAt(k)] !== 1) {
+            plain = false;
+            break;
+          }
+        }
+      }
+      let drop = false;
+      // Framing, connection and hop-by-hop fields, by length first.
       switch (colon - start) {
+        case 2:
+          drop = nameIs(text, start, 'te');
+          break;
+        case 4:
+          if (nameIs(text, start, 'date')) hasDate = true;
+          break;
+        case 7:
+          drop = nameIs(text, start, 'trailer') || nameIs(text, start, 'upgrade');
+          break;
         case 10:
-          if (name.toLowerCase() === 'connection' && /(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
+          if (nameIs(text, start, 'connection')) {
+            drop = true;
+            const value = text.slice(vs, ve);
+            if (/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
+            if (!namesOnlyFixedFields(value)) plain = false;
+          } else drop = nameIs(text, start, 'keep-alive');
           break;
         case 12:
-          if (name.toLowerCase() === 'content-type') contentType = value;
+          if (nameIs(text, start, 'content-type')) contentType = text.slice(vs, ve);
           break;
         case 14:
-          if (name.toLowerCase() === 'content-length') {
-            const n = parseContentLength(value);
+          if (nameIs(text, start, 'content-length')) {
+            const n = parseContentLength(text.slice(vs, ve));
             if (n < 0 || (contentLength >= 0 && n !== contentLength)) throw new ResponseParseError('HPE_INVALID_CONTENT_LENGTH', 'invalid Content-Length');
             contentLength = n;
-          }
+          } else drop = nameIs(text, start, 'http2-settings');
+          break;
+        case 16:
+          drop = nameIs(text, start, 'proxy-connection');
           break;
         case 17:
-          if (name.toLowerCase() === 'transfer-encoding') {
+          if (nameIs(text, start, 'transfer-encoding')) {
             transferEncoding = true;
+            plain = false;
             // Chunked must be the final coding; anything after it means "until close".
-            chunked = /(?:^|,)[ \t]*chunked$/i.test(value);
+            chunked = /(?:^|,)[ \t]*chunked$/i.test(text.slice(vs, ve));
           }
           break;
+        case 18:
+          drop = nameIs(text, start, 'proxy-authenticate');
+          break;
         case 19:
-          if (name.toLowerCase() === 'content-disposition') contentDisposition = value;
+          if (nameIs(text, start, 'content-disposition')) contentDisposition = text.slice(vs, ve);
+          else drop = nameIs(text, start, 'proxy-authorization');
           break;
       }
+      if (drop) (drops ??= []).push(start, nl + 1);
     }
+    const blankAt = nl + 1 - (text.charCodeAt(nl - 1) === CR ? 2 : 1);
+    const headOf = (keepAlive: boolean): ResponseHead =>
+      new ParsedHead(statusCode, statusMessage, contentType, contentDisposition, keepAlive, hasDate, contentLength, text, first, plain ? blankAt : -1, drops);
 
     if (statusCode === 101) {
       // Only valid as the answer to an upgrade request.
       if (!this.upgrade) throw new ResponseParseError('HPE_INVALID_STATUS', '101 Switching Protocols without an upgrade request');
       this.state = State.Done;
-      this.sink.onHead({ statusCode, statusMessage, rawHeaders: raw, contentType, contentDisposition, keepAlive: false });
+      this.sink.onHead(headOf(false));
       this.sink.onComplete();
       return;
     }
@@ -385,8 +436,85 @@ export class ResponseParser {
     this.remaining = next === State.Length ? contentLength : 0;
     this.digits = 0;
     this.state = next;
-    this.sink.onHead({ statusCode, statusMessage, rawHeaders: raw, contentType, contentDisposition, keepAlive: !close });
+    this.sink.onHead(headOf(!close));
     if (next === State.Done) this.sink.onComplete();
+  }
+}
+
+/** The header name at `start` is `lower` (same length checked by the caller), in any case. */
+function nameIs(text: string, start: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    const c = text.charCodeAt(start + i);
+    // ASCII letters fold to lower case; the other token characters must match exactly.
+    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
+ * A parsed response head. The header list and the pass-through lines are
+ * cut out of the head's text only when asked for: the direct path reads
+ * `lines`, the general path `rawHeaders`.
+ */
+class ParsedHead implements ResponseHead {
+  private raw: string[] | null = null;
+  private kept: string | null | undefined;
+
+  constructor(
+    readonly statusCode: number,
+    readonly statusMessage: string,
+    readonly contentType: string | undefined,
+    readonly contentDisposition: string | undefined,
+    readonly keepAlive: boolean,
+    readonly hasDate: boolean,
+    readonly contentLength: number,
+    /** The whole head (status line to blank line). */
+    private readonly text: string,
+    /** Where the header lines start. */
+    private readonly first: number,
+    /** Where the blank line starts, or -1 when the lines cannot pass as they are. */
+    private readonly blankAt: number,
+    /** [start, end) offsets of the hop-by-hop lines. */
+    private readonly drops: number[] | null,
+  ) {}
+
+  get rawHeaders(): string[] {
+    if (this.raw === null) this.raw = headerList(this.text, this.first);
+    return this.raw;
+  }
+
+  get lines(): string | null {
+    if (this.kept !== undefined) return this.kept;
+    if (this.blankAt < 0) return (this.kept = null);
+    const d = this.drops;
+    let out = '';
+    let from = this.first;
+    if (d !== null) {
+      for (let i = 0; i < d.length; i += 2) {
+        out += this.text.slice(from, d[i]);
+        from = d[i + 1]!;
+      }
+    }
+    return (this.kept = out + this.text.slice(from, this.blankAt));
+  }
+}
+
+/** [name, value, …] of a head whose lines were already checked (values trimmed of OWS). */
+function headerList(text: string, first: number): string[] {
+  const raw: string[] = [];
+  let start = first;
+  for (;;) {
+    const nl = text.indexOf('\n', start);
+    if (nl < 0) return raw;
+    const end = nl > start && text.charCodeAt(nl - 1) === CR ? nl - 1 : nl;
+    if (end === start) return raw;
+    const colon = text.indexOf(':', start);
+    let vs = colon + 1;
+    let ve = end;
+    while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
+    while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
+    raw.push(text.slice(start, colon), text.slice(vs, ve));
+    start = nl + 1;
   }
 }
 

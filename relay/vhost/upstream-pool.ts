@@ -15,8 +15,8 @@ import { ResponseParseError, ResponseParser, type ResponseHead, type ResponseSin
 
 /** How long the agent has to answer a stream header with its open-result. */
 export const OPEN_TIMEOUT_MS = 15_000;
-/** Idle pooled streams are dropped after this long. */
-const IDLE_MS = 4_000;
+/** Idle pooled streams are dropped after this long (and a parked one is not reused after it). */
+export const IDLE_MS = 4_000;
 const SWEEP_MS = 1_000;
 /** Idle streams kept per key; more are closed when released. */
 const MAX_IDLE_PER_KEY = 512;
@@ -214,6 +214,20 @@ export class UpstreamPool {
     }
     conn.uses++;
     conn.idleSince = performance.now();
+    this.toIdle(conn);
+  }
+
+  /** A parked conn goes to the idle lists (its idle time runs on), or closes when it cannot be reused. */
+  unpark(conn: UpstreamConn): void {
+    this.busy.delete(conn);
+    if (conn.exchange !== null || conn.broken || conn.destroyed || this.draining || !conn.stream.writable) {
+      conn.destroy();
+      return;
+    }
+    this.toIdle(conn);
+  }
+
+  private toIdle(conn: UpstreamConn): void {
     let list = this.idle.get(conn.key);
     if (list === undefined) this.idle.set(conn.key, (list = []));
     if (list.length >= MAX_IDLE_PER_KEY) {
@@ -225,6 +239,22 @@ export class UpstreamPool {
       this.sweeper = setInterval(this.sweep, SWEEP_MS);
       this.sweeper.unref();
     }
+  }
+
+  /**
+   * A request is done with conn and the caller keeps it for its next one (a
+   * client connection's own stream, fast-front.ts): idle, but in no idle
+   * list. Release it when done with it; until then shutdown still closes it.
+   */
+  park(conn: UpstreamConn): void {
+    conn.exchange = null;
+    conn.uses++;
+    conn.idleSince = performance.now();
+  }
+
+  /** True when a parked conn can carry another request now. */
+  static reusable(conn: UpstreamConn, key: string, now: number): boolean {
+    return conn.key === key && conn.exchange === null && !conn.broken && !conn.destroyed && now - conn.idleSince < IDLE_MS && conn.stream.writable;
   }
 
   /** @internal A connection closed: drop it from the idle lists. */

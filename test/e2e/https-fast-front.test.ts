@@ -17,8 +17,8 @@ const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 const BIG = crypto.randomBytes(1024 * 1024 + 7);
 
 /** The app: fixed-length, chunked, bodiless and echo answers. */
-async function app(): Promise<{ port: number; requests: number; close(): Promise<void> }> {
-  const state = { requests: 0 };
+async function app(): Promise<{ port: number; requests: number; connections: number; close(): Promise<void> }> {
+  const state = { requests: 0, connections: 0 };
   const server = http.createServer((req, res) => {
     state.requests++;
     const parts: Buffer[] = [];
@@ -45,12 +45,16 @@ async function app(): Promise<{ port: number; requests: number; close(): Promise
       }
     });
   });
+  server.on('connection', () => state.connections++);
   const port = await freePort(TARGET_HOST);
   await new Promise<void>((r) => server.listen({ host: TARGET_HOST, port, exclusive: true }, r));
   return {
     port,
     get requests() {
       return state.requests;
+    },
+    get connections() {
+      return state.connections;
     },
     close: () =>
       new Promise<void>((r) => {
@@ -94,11 +98,11 @@ t.teardown(async () => {
   rmSync(relay.dataDir, { recursive: true, force: true });
 });
 
-async function frontCounters(): Promise<{ requests: number; handovers: number; streams: number }> {
+async function frontCounters(): Promise<{ requests: number; direct: number; handovers: number; streams: number }> {
   const res = await fetch(`${relay.apiUrl}/metrics`, { headers: { authorization: `Bearer ${relay.adminKey}` } });
   const text = await res.text();
   const read = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
-  return { requests: read('portico_https_fast_front_requests_total'), handovers: read('portico_https_fast_front_handovers_total'), streams: read('portico_streams_open') };
+  return { requests: read('portico_https_fast_front_requests_total'), direct: read('portico_https_fast_front_direct_requests_total'), handovers: read('portico_https_fast_front_handovers_total'), streams: read('portico_streams_open') };
 }
 
 /** Polls until the relay has no stream to the agent open (idle pooled streams close after 4 s; bounded at 10 s). */
@@ -307,6 +311,29 @@ t.test('a client that leaves mid-response or mid-body costs nothing: no stream l
   t.equal(await streamsBackToZero(), 0, 'every stream to the agent closed (pooled ones stay only when idle and whole)');
   const { answers } = await conversation(plainHost, [{ text: get(plainHost, '/len') }]);
   t.equal(answers[0]!.body.toString(), 'hello');
+});
+
+t.test('a keep-alive connection keeps its stream to the app between requests, across hosts, and gives it back when it closes', async (t) => {
+  t.equal(await streamsBackToZero(), 0, 'no stream open at the start');
+  const before = plain.connections;
+  const counted = await frontCounters();
+  const body = crypto.randomBytes(3000);
+  const post = Buffer.concat([Buffer.from(`POST /echo HTTP/1.1\r\nHost: ${plainHost}\r\nContent-Length: ${body.length}\r\n\r\n`), body]);
+  const requests = [];
+  for (let i = 0; i < 10; i++) requests.push({ text: get(plainHost, '/len') }, { text: post }, { text: get(eofHost, '/') });
+  const { answers } = await conversation(plainHost, requests);
+  for (let i = 0; i < 10; i++) {
+    t.equal(answers[i * 3]!.body.toString(), 'hello');
+    t.equal((JSON.parse(answers[i * 3 + 1]!.body.toString()) as { sha: string }).sha, sha(body), 'the POST body arrived whole');
+    t.equal(answers[i * 3 + 2]!.body.toString(), 'until the end', 'the other host between them (its stream closes after each answer)');
+  }
+  t.equal(plain.connections - before, 1, 'one stream to the app carried the 20 requests to its host');
+  t.equal((await frontCounters()).direct - counted.direct, 30, 'all 30 took the direct path');
+  // The closed client connection's stream went back to the pool: the next connection reuses it.
+  const again = await conversation(plainHost, [{ text: get(plainHost, '/len') }]);
+  t.equal(again.answers[0]!.body.toString(), 'hello');
+  t.equal(plain.connections - before, 1, 'the stream a closed connection held went back to the pool and was reused');
+  t.equal(await streamsBackToZero(), 0, 'idle streams close after the pool idle time');
 });
 
 t.test('draining (SIGTERM): an idle keep-alive connection closes at once, an answer in flight completes with Connection: close', async (t) => {
