@@ -194,7 +194,8 @@ export interface UsageDeps {
 }
 
 export class UsageStats {
-  private readonly byKey = new Map<string, MappingUsage>();
+  /** Server id -> mapping id -> statistics (two lookups of stored strings: no key built per request). */
+  private readonly byServer = new Map<string, Map<string, MappingUsage>>();
   private readonly live = new Set<LiveConn>();
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
@@ -206,7 +207,7 @@ export class UsageStats {
 
   /** Loads the stored statistics and starts the periodic flush. */
   async start(): Promise<void> {
-    for (const r of await this.deps.store.listMappingStats()) this.byKey.set(key(r.serverId, r.mappingId), MappingUsage.fromRecord(r));
+    for (const r of await this.deps.store.listMappingStats()) this.mappingsOf(r.serverId).set(r.mappingId, MappingUsage.fromRecord(r));
     this.timer = setInterval(() => void this.flush(), this.deps.flushMs ?? FLUSH_INTERVAL_MS);
     this.timer.unref();
   }
@@ -220,31 +221,43 @@ export class UsageStats {
 
   /** The statistics of a mapping (created empty on first use). */
   usage(serverId: string, mappingId: string): MappingUsage {
-    const k = key(serverId, mappingId);
-    let u = this.byKey.get(k);
-    if (!u) this.byKey.set(k, (u = new MappingUsage(serverId, mappingId)));
+    const m = this.mappingsOf(serverId);
+    let u = m.get(mappingId);
+    if (!u) m.set(mappingId, (u = new MappingUsage(serverId, mappingId)));
     return u;
   }
 
   /** Every mapping's statistics (the /metrics series). */
   series(): Iterable<MappingUsage> {
-    return this.byKey.values();
+    return this.all();
   }
 
   /** The statistics of a mapping if anything was ever counted. */
   peek(serverId: string, mappingId: string): MappingUsage | undefined {
-    return this.byKey.get(key(serverId, mappingId));
+    return this.byServer.get(serverId)?.get(mappingId);
   }
 
   /** Drops the statistics of mappings a server no longer has (or of a deleted server: keep = []). */
   retain(serverId: string, keep: Iterable<string>): void {
     const ids = new Set(keep);
-    for (const [k, u] of this.byKey) {
-      if (u.serverId === serverId && !ids.has(u.mappingId)) {
-        this.byKey.delete(k);
-        forgetMapping(serverId, u.mappingId);
-      }
+    const m = this.byServer.get(serverId);
+    if (m === undefined) return;
+    for (const id of [...m.keys()]) {
+      if (ids.has(id)) continue;
+      m.delete(id);
+      forgetMapping(serverId, id);
     }
+    if (m.size === 0) this.byServer.delete(serverId);
+  }
+
+  private mappingsOf(serverId: string): Map<string, MappingUsage> {
+    let m = this.byServer.get(serverId);
+    if (m === undefined) this.byServer.set(serverId, (m = new Map()));
+    return m;
+  }
+
+  private *all(): Iterable<MappingUsage> {
+    for (const m of this.byServer.values()) yield* m.values();
   }
 
   // ---- HTTPS requests ----
@@ -358,7 +371,7 @@ export class UsageStats {
     this.syncLive();
     const now = new Date().toISOString();
     const rows: MappingStatsRecord[] = [];
-    for (const u of this.byKey.values()) {
+    for (const u of this.all()) {
       if (!u.dirty) continue;
       u.dirty = false;
       rows.push(u.toRecord(now));
@@ -371,7 +384,7 @@ export class UsageStats {
       (err: Error) => {
         this.flushing = null;
         for (const r of rows) {
-          const u = this.byKey.get(key(r.serverId, r.mappingId));
+          const u = this.peek(r.serverId, r.mappingId);
           if (u) u.dirty = true;
         }
         this.deps.logger.warn({ err: err.message, rows: rows.length }, 'could not save usage statistics; will retry');
@@ -389,9 +402,6 @@ function syncConn(c: LiveConn): void {
   c.usage.addBytes(dIn, dOut);
 }
 
-function key(serverId: string, mappingId: string): string {
-  return `${serverId}\u0000${mappingId}`;
-}
 
 function normalizeIp(a: string | undefined): string {
   if (!a) return '';

@@ -49,6 +49,8 @@ export interface DirectContext {
 /** What a direct exchange needs from the client connection (fast-front.ts FastConnection). */
 export interface DirectOwner {
   readonly sock: TLSSocket;
+  /** The client's address, normalised (no ::ffff: prefix). */
+  readonly clientIp: string;
   /** The connection closes after this response (the client asked, or the relay drains). */
   closing(): boolean;
   /** The idle timeout of the request in progress (0 = none). */

@@ -19,6 +19,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import { normalizeAddress } from '../../shared/util/net.js';
 import type { HostRouter, Route } from './router.js';
 import { parseRequestHead, type RequestHead } from './request-head.js';
 import { FastRequest, FastResponse, KEEPALIVE_SECONDS, type FastOwner } from './fast-message.js';
@@ -94,6 +95,7 @@ export class FastConnection implements FastOwner, DirectOwner {
   private bound: UpstreamConn | null = null;
   /** The socket's timeout now (set only when it changes). */
   private timeoutMs = -1;
+  private ip: string | null = null;
   /** Body bytes of the current request still to come. */
   private bodyLeft = 0;
   /** When the first byte of the head being read arrived (performance.now), or -1. */
@@ -114,6 +116,11 @@ export class FastConnection implements FastOwner, DirectOwner {
     sock.on('error', noop);
     sock.once('close', this.onClose);
     this.setIdleTimeout(front.deps.headerTimeoutMs);
+  }
+
+  /** The client's address (as the access log and X-Forwarded-For give it). */
+  get clientIp(): string {
+    return (this.ip ??= normalizeAddress(this.sock.remoteAddress));
   }
 
   /** A request is in progress. */

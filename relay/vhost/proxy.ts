@@ -100,7 +100,7 @@ export class HttpProxy {
     const session = this.deps.registry.get(route.serverId, route.mappingId);
     if (!session) return null;
     const usage = this.deps.obs ? this.deps.obs.usage.usage(route.serverId, route.mappingId) : null;
-    return new DirectExchange(owner, this.directContext, head, { route, session, usage }, normalizeAddress(owner.sock.remoteAddress));
+    return new DirectExchange(owner, this.directContext, head, { route, session, usage }, owner.clientIp);
   };
 
   // ---- routing (shared by requests and upgrades) ----
