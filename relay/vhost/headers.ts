@@ -6,6 +6,8 @@
  * order and repeated headers reach the other side as sent.
  */
 
+import { matchesLower } from './http-chars.js';
+
 /** Always hop-by-hop, whatever `Connection` says. */
 const HOP_BY_HOP = new Set([
   'connection',
@@ -33,6 +35,7 @@ const NOT_HOP_BY_HOP = new Set(['host', 'content-length']);
  * such values can be forwarded line by line without these rules.
  */
 export function namesOnlyFixedFields(value: string): boolean {
+  if (value.length === 10 && matchesLower(value, 0, 'keep-alive')) return true; // the usual value
   for (const tok of value.split(',')) {
     const t = tok.trim().toLowerCase();
     if (t !== '' && !HOP_BY_HOP.has(t) && !NOT_HOP_BY_HOP.has(t)) return false;

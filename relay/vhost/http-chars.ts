@@ -31,3 +31,20 @@ export function isFieldValue(s: string): boolean {
   }
   return true;
 }
+
+/**
+ * True when text holds `lower` (a lower-case constant) at `start`, in any
+ * ASCII case: a header name or token compared in place, without a
+ * lower-cased copy.
+ */
+export function matchesLower(text: string, start: number, lower: string): boolean {
+  if (start + lower.length > text.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    const c = text.charCodeAt(start + i);
+    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** Header lines as the usual head has them: a token name, a colon, field-value characters, CRLF; then the blank line (sticky: set lastIndex). */
+export const PLAIN_LINES = /(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*\r\n$/y;

@@ -12,7 +12,7 @@
  * through a looser reading. Pure: no I/O.
  */
 import { METHODS as httpMethods } from 'node:http';
-import { FIELD_VALUE, TCHAR } from './http-chars.js';
+import { FIELD_VALUE, TCHAR, matchesLower } from './http-chars.js';
 import { namesOnlyFixedFields } from './headers.js';
 
 export interface RequestHead {
@@ -67,6 +67,7 @@ const SINGLE = new Set([
 const METHODS = new Set(httpMethods.filter((m) => m !== 'CONNECT'));
 
 const HTTP11 = ' HTTP/1.1';
+const CRLF2 = Buffer.from('\r\n\r\n');
 /** Longest Content-Length taken (15 digits: below 2^53). */
 const MAX_LENGTH_DIGITS = 15;
 
@@ -76,18 +77,22 @@ const MAX_LENGTH_DIGITS = 15;
  */
 export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
   const limit = Math.min(buf.length, maxBytes);
+  // A whole head is read into one string, and names and values are cut out of it (a conversion
+  // per field costs more than the parse). A partial head (incomplete, or one to defer early) is not.
+  const blankAt = buf.indexOf(CRLF2);
+  const text = blankAt >= 0 && blankAt + 4 <= limit ? buf.toString('latin1', 0, blankAt + 4) : null;
   // The request line.
   let i = 0;
   while (i < limit && TCHAR[buf[i]!] === 1) i++;
   if (i === limit) return buf.length >= maxBytes ? 'defer' : 'incomplete';
   if (i === 0 || buf[i] !== 0x20) return 'defer';
-  const method = buf.toString('latin1', 0, i);
+  const method = text !== null ? text.slice(0, i) : buf.toString('latin1', 0, i);
   if (!METHODS.has(method)) return 'defer'; // node answers 400 to methods it does not know; CONNECT is a tunnel
   const urlStart = ++i;
   if (i < limit && buf[i] !== 0x2f) return 'defer'; // origin-form only
   while (i < limit && buf[i]! > 0x20 && buf[i]! < 0x7f) i++;
   if (i === limit) return buf.length >= maxBytes ? 'defer' : 'incomplete';
-  const url = buf.toString('latin1', urlStart, i);
+  const url = text !== null ? text.slice(urlStart, i) : buf.toString('latin1', urlStart, i);
   for (let k = 0; k < HTTP11.length; k++, i++) {
     if (i === limit) return buf.length >= maxBytes ? 'defer' : 'incomplete';
     if (buf[i] !== HTTP11.charCodeAt(k)) return 'defer';
@@ -107,7 +112,7 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
   for (;;) {
     const blank = crlfAt(buf, i, limit);
     if (blank === 1) {
-      if (forward !== null && i > runStart) forward += buf.toString('latin1', runStart, i);
+      if (forward !== null && i > runStart) forward += text !== null ? text.slice(runStart, i) : buf.toString('latin1', runStart, i);
       i += 2;
       break;
     }
@@ -117,7 +122,7 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
     while (i < limit && TCHAR[buf[i]!] === 1) i++;
     if (i === limit) return buf.length >= maxBytes ? 'defer' : 'incomplete';
     if (i === nameStart || buf[i] !== 0x3a) return 'defer'; // no space before the colon, no empty name
-    const name = buf.toString('latin1', nameStart, i);
+    const name = text !== null ? text.slice(nameStart, i) : buf.toString('latin1', nameStart, i);
     i++;
     while (i < limit && (buf[i] === 0x20 || buf[i] === 0x09)) i++;
     const valueStart = i;
@@ -126,7 +131,7 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
     if (end !== 1) return end === 0 ? (buf.length >= maxBytes ? 'defer' : 'incomplete') : 'defer';
     let valueEnd = i;
     while (valueEnd > valueStart && (buf[valueEnd - 1] === 0x20 || buf[valueEnd - 1] === 0x09)) valueEnd--;
-    const value = buf.toString('latin1', valueStart, valueEnd);
+    const value = text !== null ? text.slice(valueStart, valueEnd) : buf.toString('latin1', valueStart, valueEnd);
     i += 2;
     // A continuation line (obs-fold) starts with SP/HTAB: node rejects it; so do we, through node.
     if (i < limit && (buf[i] === 0x20 || buf[i] === 0x09)) return 'defer';
@@ -147,8 +152,11 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
       case 'expect':
         return 'defer';
       case 'connection':
-        if (/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
-        if (!namesOnlyFixedFields(value)) forward = null;
+        // "keep-alive", the usual value, is not "close" and names no other field.
+        if (value.length !== 10 || !matchesLower(value, 0, 'keep-alive')) {
+          if (/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
+          if (!namesOnlyFixedFields(value)) forward = null;
+        }
         drop = true;
         break;
       case 'keep-alive':
@@ -167,7 +175,7 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
         break;
     }
     if (drop) {
-      if (forward !== null && lineStart > runStart) forward += buf.toString('latin1', runStart, lineStart);
+      if (forward !== null && lineStart > runStart) forward += text !== null ? text.slice(runStart, lineStart) : buf.toString('latin1', runStart, lineStart);
       runStart = i;
     }
     rawHeaders.push(name, value);

@@ -13,7 +13,7 @@
  * characters: node's res.writeHead() validates them when the head is
  * forwarded (the proxy turns its refusal into the same 502).
  */
-import { FIELD_VALUE, TCHAR } from './http-chars.js';
+import { FIELD_VALUE, PLAIN_LINES, TCHAR, matchesLower } from './http-chars.js';
 import { namesOnlyFixedFields } from './headers.js';
 
 /** The head of a final (non-1xx) response. */
@@ -332,6 +332,10 @@ export class ResponseParser {
     let plain = statusEnd !== nl;
     let drops: number[] | null = null;
     const first = nl + 1;
+    // The usual head (token names, clean values, CRLF) is checked by one regular expression;
+    // any other is checked character by character below, which says what is wrong.
+    PLAIN_LINES.lastIndex = first;
+    const checked = plain && PLAIN_LINES.test(text);
     // One pass over the lines: names compared in place, values sliced only for the fields read here.
     for (;;) {
       const start = nl + 1;
@@ -339,22 +343,24 @@ export class ResponseParser {
       if (nl < 0) break; // not reached: the block ends with an empty line
       const end = nl > start && text.charCodeAt(nl - 1) === CR ? nl - 1 : nl;
       if (end === start) break; // the empty line
-      if (end === nl) plain = false; // a bare LF
       const colon = text.indexOf(':', start);
       if (colon <= start || colon >= end) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header line');
-      for (let k = start; k < colon; k++) {
-        if (TCHAR[text.charCodeAt(k)] !== 1) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header name');
-      }
       // Optional whitespace (SP / HTAB) around the value.
       let vs = colon + 1;
       let ve = end;
       while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
       while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
-      if (plain) {
-        for (let k = vs; k < ve; k++) {
-          if (FIELD_VALUE[text.charCodeAt(k)] !== 1) {
-            plain = false;
-            break;
+      if (!checked) {
+        if (end === nl) plain = false; // a bare LF
+        for (let k = start; k < colon; k++) {
+          if (TCHAR[text.charCodeAt(k)] !== 1) throw new ResponseParseError('HPE_INVALID_HEADER_TOKEN', 'invalid header name');
+        }
+        if (plain) {
+          for (let k = vs; k < ve; k++) {
+            if (FIELD_VALUE[text.charCodeAt(k)] !== 1) {
+              plain = false;
+              break;
+            }
           }
         }
       }
@@ -362,37 +368,40 @@ export class ResponseParser {
       // Framing, connection and hop-by-hop fields, by length first.
       switch (colon - start) {
         case 2:
-          drop = nameIs(text, start, 'te');
+          drop = matchesLower(text, start, 'te');
           break;
         case 4:
-          if (nameIs(text, start, 'date')) hasDate = true;
+          if (matchesLower(text, start, 'date')) hasDate = true;
           break;
         case 7:
-          drop = nameIs(text, start, 'trailer') || nameIs(text, start, 'upgrade');
+          drop = matchesLower(text, start, 'trailer') || matchesLower(text, start, 'upgrade');
           break;
         case 10:
-          if (nameIs(text, start, 'connection')) {
+          if (matchesLower(text, start, 'connection')) {
             drop = true;
-            const value = text.slice(vs, ve);
-            if (/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
-            if (!namesOnlyFixedFields(value)) plain = false;
-          } else drop = nameIs(text, start, 'keep-alive');
+            // "keep-alive", the usual value, names nothing else and is not "close".
+            if (ve - vs !== 10 || !matchesLower(text, vs, 'keep-alive')) {
+              const value = text.slice(vs, ve);
+              if (/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
+              if (!namesOnlyFixedFields(value)) plain = false;
+            }
+          } else drop = matchesLower(text, start, 'keep-alive');
           break;
         case 12:
-          if (nameIs(text, start, 'content-type')) contentType = text.slice(vs, ve);
+          if (matchesLower(text, start, 'content-type')) contentType = text.slice(vs, ve);
           break;
         case 14:
-          if (nameIs(text, start, 'content-length')) {
+          if (matchesLower(text, start, 'content-length')) {
             const n = parseContentLength(text.slice(vs, ve));
             if (n < 0 || (contentLength >= 0 && n !== contentLength)) throw new ResponseParseError('HPE_INVALID_CONTENT_LENGTH', 'invalid Content-Length');
             contentLength = n;
-          } else drop = nameIs(text, start, 'http2-settings');
+          } else drop = matchesLower(text, start, 'http2-settings');
           break;
         case 16:
-          drop = nameIs(text, start, 'proxy-connection');
+          drop = matchesLower(text, start, 'proxy-connection');
           break;
         case 17:
-          if (nameIs(text, start, 'transfer-encoding')) {
+          if (matchesLower(text, start, 'transfer-encoding')) {
             transferEncoding = true;
             plain = false;
             // Chunked must be the final coding; anything after it means "until close".
@@ -400,24 +409,22 @@ export class ResponseParser {
           }
           break;
         case 18:
-          drop = nameIs(text, start, 'proxy-authenticate');
+          drop = matchesLower(text, start, 'proxy-authenticate');
           break;
         case 19:
-          if (nameIs(text, start, 'content-disposition')) contentDisposition = text.slice(vs, ve);
-          else drop = nameIs(text, start, 'proxy-authorization');
+          if (matchesLower(text, start, 'content-disposition')) contentDisposition = text.slice(vs, ve);
+          else drop = matchesLower(text, start, 'proxy-authorization');
           break;
       }
       if (drop) (drops ??= []).push(start, nl + 1);
     }
     const blankAt = nl + 1 - (text.charCodeAt(nl - 1) === CR ? 2 : 1);
-    const headOf = (keepAlive: boolean): ResponseHead =>
-      new ParsedHead(statusCode, statusMessage, contentType, contentDisposition, keepAlive, hasDate, contentLength, text, first, plain ? blankAt : -1, drops);
 
     if (statusCode === 101) {
       // Only valid as the answer to an upgrade request.
       if (!this.upgrade) throw new ResponseParseError('HPE_INVALID_STATUS', '101 Switching Protocols without an upgrade request');
       this.state = State.Done;
-      this.sink.onHead(headOf(false));
+      this.sink.onHead(new ParsedHead(statusCode, statusMessage, contentType, contentDisposition, false, hasDate, contentLength, text, first, plain ? blankAt : -1, drops));
       this.sink.onComplete();
       return;
     }
@@ -436,19 +443,9 @@ export class ResponseParser {
     this.remaining = next === State.Length ? contentLength : 0;
     this.digits = 0;
     this.state = next;
-    this.sink.onHead(headOf(!close));
+    this.sink.onHead(new ParsedHead(statusCode, statusMessage, contentType, contentDisposition, !close, hasDate, contentLength, text, first, plain ? blankAt : -1, drops));
     if (next === State.Done) this.sink.onComplete();
   }
-}
-
-/** The header name at `start` is `lower` (same length checked by the caller), in any case. */
-function nameIs(text: string, start: number, lower: string): boolean {
-  for (let i = 0; i < lower.length; i++) {
-    const c = text.charCodeAt(start + i);
-    // ASCII letters fold to lower case; the other token characters must match exactly.
-    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== lower.charCodeAt(i)) return false;
-  }
-  return true;
 }
 
 /**

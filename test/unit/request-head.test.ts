@@ -35,6 +35,12 @@ t.test('Content-Length, Connection: close, repeated fields joined as node joins 
   t.equal(h.headers.accept, 'x, y');
   t.equal(h.headers['user-agent'], 'one', 'single-valued fields keep the first');
   t.equal(accepted(parse('GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n')).close, false, '"closed" is not the close token');
+  const named = accepted(parse('GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\r\n'));
+  t.equal(named.close, true, 'close beside a named field');
+  t.equal(named.forward, null, 'a named field: the general forward rules');
+  const usual = accepted(parse('GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive\r\nAccept: x\r\n\r\n'));
+  t.equal(usual.close, false);
+  t.equal(usual.forward, 'Accept: x\r\n', 'keep-alive: the lines pass, Connection cut out');
 });
 
 t.test('every proper prefix of a head is incomplete', async (t) => {
