@@ -126,15 +126,13 @@ export class DirectExchange implements UpstreamExchange {
   private open(): void {
     const { route, session } = this.target;
     const target = { session, mappingId: route.mappingId, internalPort: route.internalPort, clientAddress: this.clientIp, clientPort: this.owner.sock.remotePort ?? 0 };
-    this.ctx.pool.open(target, this.key, this.onOpened);
+    this.ctx.pool.open(target, this.key, this.wanted, this.onOpened);
   }
 
+  /** A stream opened for this request is still wanted (the pool keeps it otherwise). */
+  private readonly wanted = (): boolean => !this.settled;
+
   private readonly onOpened = (err: Error | null, conn?: UpstreamConn): void => {
-    if (this.settled) {
-      // The client left while the stream opened: it is fresh and unused, keep it for the next request.
-      if (conn) this.ctx.pool.release(conn, true);
-      return;
-    }
     if (err || !conn) return this.fail(err ?? new Error('no stream'));
     this.send(conn);
   };

@@ -101,15 +101,13 @@ export class ProxyExchange implements UpstreamExchange {
     }
     const conn = this.ctx.pool.take(this.key);
     if (conn !== null) this.send(conn);
-    else this.ctx.pool.open(this.target, this.key, this.onOpened);
+    else this.ctx.pool.open(this.target, this.key, this.wanted, this.onOpened);
   }
 
+  /** A stream opened for this request is still wanted (the pool keeps it otherwise). */
+  private readonly wanted = (): boolean => !this.settled;
+
   private readonly onOpened = (err: Error | null, conn?: UpstreamConn): void => {
-    if (this.settled) {
-      // The client left while the stream opened: it is fresh and unused, keep it for the next request.
-      if (conn) this.ctx.pool.release(conn, true);
-      return;
-    }
     if (err || !conn) return this.fail(err ?? new Error('no stream'));
     this.send(conn);
   };
@@ -266,7 +264,7 @@ export class ProxyExchange implements UpstreamExchange {
     const code = (err as NodeJS.ErrnoException).code;
     if (!this.retried && conn.uses > 0 && this.init.body === 'none' && code === 'ECONNRESET' && IDEMPOTENT.has(this.req.method ?? '')) {
       this.retried = true;
-      this.ctx.pool.open(this.target, this.key, this.onOpened);
+      this.ctx.pool.open(this.target, this.key, this.wanted, this.onOpened);
       return;
     }
     this.fail(err);

@@ -35,9 +35,9 @@ export interface FastFrontDeps {
    * proxy's general path must take it (the relay drains, the agent is
    * offline, the proxy is off for the server: it answers those).
    */
-  direct?(owner: DirectOwner, head: RequestHead, route: Route): DirectExchange | null;
+  direct(owner: DirectOwner, head: RequestHead, route: Route): DirectExchange | null;
   /** The pool the direct path's streams come from (released to it when a connection ends). */
-  pool?: UpstreamPool;
+  pool: UpstreamPool;
   /** node:http's connection handler: takes a connection the front hands over. */
   handOver(sock: TLSSocket): void;
   maxHeaderBytes: number;
@@ -172,7 +172,7 @@ export class FastConnection implements FastOwner, DirectOwner {
     this.bodyLeft = head.contentLength;
     if (head.close) this.closeAfter = true;
     this.front.stats.requests++;
-    const ex = deps.direct?.(this, head, route) ?? null;
+    const ex = deps.direct(this, head, route);
     if (ex !== null) {
       this.front.stats.direct++;
       this.ex = ex;
@@ -249,12 +249,12 @@ export class FastConnection implements FastOwner, DirectOwner {
     if (conn === null) return null;
     this.bound = null;
     if (UpstreamPool.reusable(conn, key, performance.now())) return conn;
-    this.front.deps.pool?.unpark(conn);
+    this.front.deps.pool.unpark(conn);
     return null;
   }
 
   bind(conn: UpstreamConn): void {
-    if (this.bound !== null && this.bound !== conn) this.front.deps.pool?.unpark(this.bound);
+    if (this.bound !== null && this.bound !== conn) this.front.deps.pool.unpark(this.bound);
     this.bound = conn;
   }
 
@@ -262,7 +262,7 @@ export class FastConnection implements FastOwner, DirectOwner {
   private releaseBound(): void {
     const conn = this.bound;
     this.bound = null;
-    if (conn !== null) this.front.deps.pool?.unpark(conn);
+    if (conn !== null) this.front.deps.pool.unpark(conn);
   }
 
   /** The response of the request in progress is complete: on to the next one, or close. */

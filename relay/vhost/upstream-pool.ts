@@ -170,8 +170,13 @@ export class UpstreamPool {
     }
   }
 
-  /** Opens a fresh stream to the target's app; cb gets it once the agent reached the port. */
-  open(t: UpstreamTarget, key: string, cb: (err: Error | null, conn?: UpstreamConn) => void): void {
+  /**
+   * Opens a fresh stream to the target's app; cb gets it once the agent
+   * reached the port — unless `wanted()` says no by then (the request's
+   * client left, or it timed out): a fresh, unused stream then goes to the
+   * idle list for the next request, and a failure is dropped.
+   */
+  open(t: UpstreamTarget, key: string, wanted: () => boolean, cb: (err: Error | null, conn?: UpstreamConn) => void): void {
     let opened;
     try {
       opened = t.session.open(
@@ -188,18 +193,19 @@ export class UpstreamPool {
       (r) => {
         if (!r.ok) {
           stream.destroy();
-          cb(new PorticoError(errorCodeFromWire(r.code ?? 0), r.message || 'the agent could not open the port'));
+          if (wanted()) cb(new PorticoError(errorCodeFromWire(r.code ?? 0), r.message || 'the agent could not open the port'));
           return;
         }
         const conn = new UpstreamConn(stream, key, this);
         this.busy.add(conn);
         // readFrame paused the stream after the open-result; the listeners are attached, let bytes flow.
         stream.resume();
-        cb(null, conn);
+        if (wanted()) cb(null, conn);
+        else this.release(conn, true);
       },
       (err: Error) => {
         stream.destroy();
-        cb(err);
+        if (wanted()) cb(err);
       },
     );
   }
