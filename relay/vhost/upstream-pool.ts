@@ -49,6 +49,8 @@ export class UpstreamConn {
   idleSince = 0;
   /** The app sent bytes past the end of a response, or the stream half-closed: never reuse. */
   broken = false;
+  /** Idle, kept by a client connection for its next request (UpstreamPool.park). */
+  parked = false;
   private closed = false;
 
   constructor(
@@ -78,6 +80,7 @@ export class UpstreamConn {
   /** Starts a request: the parser expects its response. */
   begin(exchange: UpstreamExchange, head: boolean): void {
     this.exchange = exchange;
+    this.parked = false;
     this.parser.reset(head);
   }
 
@@ -226,6 +229,7 @@ export class UpstreamPool {
   /** A parked conn goes to the idle lists (its idle time runs on), or closes when it cannot be reused. */
   unpark(conn: UpstreamConn): void {
     this.busy.delete(conn);
+    conn.parked = false;
     if (conn.exchange !== null || conn.broken || conn.destroyed || this.draining || !conn.stream.writable) {
       conn.destroy();
       return;
@@ -241,10 +245,13 @@ export class UpstreamPool {
       return;
     }
     list.push(conn);
-    if (this.sweeper === null) {
-      this.sweeper = setInterval(this.sweep, SWEEP_MS);
-      this.sweeper.unref();
-    }
+    this.startSweep();
+  }
+
+  private startSweep(): void {
+    if (this.sweeper !== null || this.draining) return;
+    this.sweeper = setInterval(this.sweep, SWEEP_MS);
+    this.sweeper.unref();
   }
 
   /**
@@ -256,6 +263,9 @@ export class UpstreamPool {
     conn.exchange = null;
     conn.uses++;
     conn.idleSince = performance.now();
+    conn.parked = true;
+    // Parked streams idle past IDLE_MS are closed by the sweep, like the idle lists' ones.
+    this.startSweep();
   }
 
   /** True when a parked conn can carry another request now. */
@@ -297,7 +307,13 @@ export class UpstreamPool {
   private readonly sweep = (): void => {
     const limit = performance.now() - IDLE_MS;
     this.closeIdle((c) => c.idleSince < limit);
-    if (this.idle.size === 0 && this.sweeper !== null) {
+    let parked = 0;
+    for (const c of [...this.busy]) {
+      if (!c.parked) continue;
+      if (c.idleSince < limit) c.destroy();
+      else parked++;
+    }
+    if (this.idle.size === 0 && parked === 0 && this.sweeper !== null) {
       clearInterval(this.sweeper);
       this.sweeper = null;
     }

@@ -46,6 +46,8 @@ async function app(): Promise<{ port: number; requests: number; connections: num
     });
   });
   server.on('connection', () => state.connections++);
+  // Longer than the relay's pool idle time: streams close because the relay closes them, not the app.
+  server.keepAliveTimeout = 30_000;
   const port = await freePort(TARGET_HOST);
   await new Promise<void>((r) => server.listen({ host: TARGET_HOST, port, exclusive: true }, r));
   return {
@@ -334,6 +336,29 @@ t.test('a keep-alive connection keeps its stream to the app between requests, ac
   t.equal(again.answers[0]!.body.toString(), 'hello');
   t.equal(plain.connections - before, 1, 'the stream a closed connection held went back to the pool and was reused');
   t.equal(await streamsBackToZero(), 0, 'idle streams close after the pool idle time');
+});
+
+t.test('a stream a keep-alive connection keeps is closed after the pool idle time; the connection then gets a fresh one', async (t) => {
+  t.equal(await streamsBackToZero(), 0, 'no stream open at the start');
+  const sock = tls.connect({ host: '127.0.0.1', port: relay.ports.https, servername: plainHost, ca: caOf(relay) });
+  sock.on('error', () => undefined);
+  t.teardown(() => sock.destroy());
+  await new Promise<void>((r) => sock.once('secureConnect', () => r()));
+  let got = '';
+  sock.on('data', (c: Buffer) => (got += c.toString('latin1')));
+  const answered = async (n: number) => {
+    for (let i = 0; i < 100 && got.split('\r\n\r\nhello').length - 1 < n; i++) await new Promise((r) => setTimeout(r, 50));
+    return got.split('\r\n\r\nhello').length - 1;
+  };
+  const before = plain.connections;
+  sock.write(get(plainHost, '/len'));
+  t.equal(await answered(1), 1, 'first answer');
+  t.equal((await frontCounters()).streams, 1, 'the connection keeps its stream while it is idle');
+  t.equal(await streamsBackToZero(), 0, 'the parked stream closed after the idle time, the client connection still open');
+  t.notOk(sock.destroyed, 'the client connection is still open');
+  sock.write(get(plainHost, '/len'));
+  t.equal(await answered(2), 2, 'the next request on the same connection is answered');
+  t.equal(plain.connections - before, 2, 'on a fresh stream');
 });
 
 t.test('draining (SIGTERM): an idle keep-alive connection closes at once, an answer in flight completes with Connection: close', async (t) => {
