@@ -4,8 +4,10 @@
  * keep-alive connection to a local upstream. Pooled per (agent session,
  * mapping, port), LIFO; idle streams are dropped after 4 s (below the 5 s
  * keep-alive of node, uvicorn, …) by one coarse sweep timer, not a timer per
- * stream. Each connection owns its response parser and fixed listeners;
- * the request it serves now (its `exchange`) gets the events.
+ * stream — idle streams in the lists and those a client connection keeps
+ * parked for its next request (the fast front's direct path) alike. Each
+ * connection owns its response parser and fixed listeners; the request it
+ * serves now (its `exchange`) gets the events.
  */
 import { PorticoError, errorCodeFromWire } from '../../shared/errors.js';
 import type { MuxStream } from '../../shared/mux/index.js';
