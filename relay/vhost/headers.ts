@@ -9,7 +9,7 @@
 import { matchesLower } from './http-chars.js';
 
 /** Always hop-by-hop, whatever `Connection` says. */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -28,6 +28,25 @@ const HOP_BY_HOP = new Set([
  * length, which the app then read as a second request: request smuggling.)
  */
 const NOT_HOP_BY_HOP = new Set(['host', 'content-length']);
+
+/**
+ * What a client claims about the hop before the relay: the relay is the TLS
+ * edge, so it states these itself (X-Forwarded-For is appended to, the rest
+ * dropped).
+ */
+export const RELAY_STATED: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip']);
+
+/** HOP_BY_HOP by name length, for comparing names in place (isHopByHopAt). */
+const HOP_BY_LENGTH: string[][] = [];
+for (const name of HOP_BY_HOP) (HOP_BY_LENGTH[name.length] ??= []).push(name);
+
+/** True when text holds an always-hop-by-hop field name of `length` characters at `start`, in any case. */
+export function isHopByHopAt(text: string, start: number, length: number): boolean {
+  const names = HOP_BY_LENGTH[length];
+  if (names === undefined) return false;
+  for (const name of names) if (matchesLower(text, start, name)) return true;
+  return false;
+}
 
 /**
  * True when a Connection value names only fields whose fate is fixed
@@ -87,18 +106,15 @@ export function forwardRequestHeaders(raw: string[], info: ForwardInfo): string[
       case 'x-forwarded-for':
         xff = xff === null ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`;
         continue;
-      // The relay is the TLS edge: what the client claims here is not true (the client's own address
-      // is in X-Forwarded-For, which the relay appends to).
-      case 'x-forwarded-proto':
-      case 'x-forwarded-host':
-      case 'forwarded':
-      case 'x-real-ip':
       // The relay already answered 100 Continue itself.
       case 'expect':
       // Framing is the relay's: serializeRequestHead's `framing` says how long the body it sends is.
       case 'content-length':
         continue;
     }
+    // The relay is the TLS edge: what the client claims about the hop is not true (its own address
+    // is in X-Forwarded-For, which the relay appends to).
+    if (RELAY_STATED.has(lower)) continue;
     out.push(name, raw[i + 1]!);
   }
   out.push('X-Forwarded-For', xff === null ? info.clientIp : `${xff}, ${info.clientIp}`, 'X-Forwarded-Proto', 'https', 'X-Forwarded-Host', info.host);

@@ -13,7 +13,7 @@
  */
 import { METHODS as httpMethods } from 'node:http';
 import { FIELD_VALUE, TCHAR, matchesLower } from './http-chars.js';
-import { namesOnlyFixedFields } from './headers.js';
+import { HOP_BY_HOP, RELAY_STATED, namesOnlyFixedFields } from './headers.js';
 
 export interface RequestHead {
   method: string;
@@ -159,20 +159,9 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
         }
         drop = true;
         break;
-      case 'keep-alive':
-      case 'proxy-connection':
-      case 'proxy-authenticate':
-      case 'proxy-authorization':
-      case 'te':
-      case 'trailer':
-      case 'http2-settings':
-      case 'x-forwarded-for':
-      case 'x-forwarded-proto':
-      case 'x-forwarded-host':
-      case 'forwarded':
-      case 'x-real-ip':
-        drop = true;
-        break;
+      default:
+        // The other hop-by-hop fields and the claims the relay states itself (headers.ts).
+        drop = HOP_BY_HOP.has(lower) || RELAY_STATED.has(lower);
     }
     if (drop) {
       if (forward !== null && lineStart > runStart) forward += text !== null ? text.slice(runStart, lineStart) : buf.toString('latin1', runStart, lineStart);

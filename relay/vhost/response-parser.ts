@@ -14,7 +14,7 @@
  * forwarded (the proxy turns its refusal into the same 502).
  */
 import { FIELD_VALUE, PLAIN_LINES, TCHAR, matchesLower } from './http-chars.js';
-import { namesOnlyFixedFields } from './headers.js';
+import { isHopByHopAt, namesOnlyFixedFields } from './headers.js';
 
 /** The head of a final (non-1xx) response. */
 export interface ResponseHead {
@@ -364,28 +364,23 @@ export class ResponseParser {
           }
         }
       }
-      let drop = false;
-      // Framing, connection and hop-by-hop fields, by length first.
-      switch (colon - start) {
-        case 2:
-          drop = matchesLower(text, start, 'te');
-          break;
+      const length = colon - start;
+      // Hop-by-hop fields never pass (headers.ts's list, names compared in place).
+      const drop = isHopByHopAt(text, start, length);
+      // The framing and connection fields read here, by length first.
+      switch (length) {
         case 4:
           if (matchesLower(text, start, 'date')) hasDate = true;
           break;
-        case 7:
-          drop = matchesLower(text, start, 'trailer') || matchesLower(text, start, 'upgrade');
-          break;
         case 10:
           if (matchesLower(text, start, 'connection')) {
-            drop = true;
             // "keep-alive", the usual value, names nothing else and is not "close".
             if (ve - vs !== 10 || !matchesLower(text, vs, 'keep-alive')) {
               const value = text.slice(vs, ve);
               if (/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) close = true;
               if (!namesOnlyFixedFields(value)) plain = false;
             }
-          } else drop = matchesLower(text, start, 'keep-alive');
+          }
           break;
         case 12:
           if (matchesLower(text, start, 'content-type')) contentType = text.slice(vs, ve);
@@ -395,10 +390,7 @@ export class ResponseParser {
             const n = parseContentLength(text.slice(vs, ve));
             if (n < 0 || (contentLength >= 0 && n !== contentLength)) throw new ResponseParseError('HPE_INVALID_CONTENT_LENGTH', 'invalid Content-Length');
             contentLength = n;
-          } else drop = matchesLower(text, start, 'http2-settings');
-          break;
-        case 16:
-          drop = matchesLower(text, start, 'proxy-connection');
+          }
           break;
         case 17:
           if (matchesLower(text, start, 'transfer-encoding')) {
@@ -408,12 +400,8 @@ export class ResponseParser {
             chunked = /(?:^|,)[ \t]*chunked$/i.test(text.slice(vs, ve));
           }
           break;
-        case 18:
-          drop = matchesLower(text, start, 'proxy-authenticate');
-          break;
         case 19:
           if (matchesLower(text, start, 'content-disposition')) contentDisposition = text.slice(vs, ve);
-          else drop = matchesLower(text, start, 'proxy-authorization');
           break;
       }
       if (drop) (drops ??= []).push(start, nl + 1);
