@@ -14,15 +14,18 @@ export function encodeDatagram(payload: Uint8Array): Buffer {
   return encodeDatagrams([payload]);
 }
 
-/** Frames several datagrams into one buffer (one stream write for a burst). */
-export function encodeDatagrams(payloads: readonly Uint8Array[]): Buffer {
+/**
+ * Frames several datagrams into one buffer (one stream write for a burst),
+ * taken from `alloc` (default: a new Buffer).
+ */
+export function encodeDatagrams(payloads: readonly Uint8Array[], alloc: (bytes: number) => Buffer = Buffer.allocUnsafe): Buffer {
   let total = 0;
   for (let i = 0; i < payloads.length; i++) {
     const n = payloads[i]!.length;
     if (n > MAX_DATAGRAM_BYTES) throw new RangeError(`datagram of ${n} bytes exceeds ${MAX_DATAGRAM_BYTES}`);
     total += DATAGRAM_HEADER_BYTES + n;
   }
-  const out = Buffer.allocUnsafe(total);
+  const out = alloc(total);
   let off = 0;
   for (let i = 0; i < payloads.length; i++) {
     const p = payloads[i]!;

@@ -20,7 +20,7 @@ import {
 import { FrameDecoder } from './decoder.js';
 import { encodeHeader, type FrameHeader } from './frame.js';
 import { MuxStream } from './stream.js';
-import { claimHeadroom, releaseRead } from '../util/socket-reader.js';
+import { claimHeadroom, type ReleaseFn } from '../util/headroom.js';
 import { atTurnEnd } from '../util/turn-end.js';
 
 export interface SessionOptions {
@@ -409,20 +409,22 @@ export class Session extends EventEmitter {
       atTurnEnd(this.uncork);
     }
     let ok: boolean;
+    let release: ReleaseFn | undefined;
     if (payload === undefined) {
       const hdr = this.alloc(HEADER_LENGTH);
       encodeHeader(hdr, 0, type, flags, streamId, length);
       ok = socket.write(hdr);
+    } else if ((release = claimHeadroom(payload)) !== undefined) {
+      // A socket reader's chunk or a UDP batch: the header goes into the free bytes in front of it.
+      const framed = Buffer.from(payload.buffer, payload.byteOffset - HEADER_LENGTH, payload.length + HEADER_LENGTH);
+      encodeHeader(framed, 0, type, flags, streamId, length);
+      const done = release;
+      ok = socket.write(framed, () => done(payload));
     } else if (payload.length <= SMALL_PAYLOAD) {
       const buf = this.alloc(HEADER_LENGTH + payload.length);
       encodeHeader(buf, 0, type, flags, streamId, length);
       payload.copy(buf, HEADER_LENGTH);
       ok = socket.write(buf);
-    } else if (claimHeadroom(payload)) {
-      // A SocketReader chunk: the header goes into the free bytes in front of it.
-      const framed = Buffer.from(payload.buffer, payload.byteOffset - HEADER_LENGTH, payload.length + HEADER_LENGTH);
-      encodeHeader(framed, 0, type, flags, streamId, length);
-      ok = socket.write(framed, () => releaseRead(payload));
     } else {
       const hdr = this.alloc(HEADER_LENGTH);
       encodeHeader(hdr, 0, type, flags, streamId, length);

@@ -9,6 +9,7 @@
  */
 import type { Writable } from 'node:stream';
 import { encodeDatagrams } from '../framing/datagram.js';
+import { allocBatch } from './batch-slab.js';
 import { DropOldestQueue } from './drop-oldest-queue.js';
 import { atTurnEnd } from '../util/turn-end.js';
 
@@ -98,7 +99,7 @@ export class DatagramWriter {
       const batch = this.queue.take(MAX_BATCH_BYTES);
       this.written += batch.length;
       this.writes++;
-      stream.write(encodeDatagrams(batch));
+      stream.write(encodeDatagrams(batch, allocBatch));
     }
   };
 

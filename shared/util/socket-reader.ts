@@ -17,24 +17,12 @@
  * is queued.
  */
 import net from 'node:net';
+import { HEADROOM, offerHeadroom } from './headroom.js';
 
 /** Reads up to this size are copied out of the buffer they landed in (a socket's own buffer is kept). */
 export const MIN_READ = 16 * 1024;
 /** The buffer every reader without one of its own reads into: Node's own read size. */
 export const SHARED_READ = 64 * 1024;
-/**
- * Free bytes kept in front of every buffer a reader hands over, so a framing
- * layer can write its header there and send header + payload as one buffer
- * (a TLS socket copies a multi-buffer write into one before encrypting).
- */
-export const HEADROOM = 16;
-const withHeadroom = new WeakSet<Buffer>();
-
-/** True if the HEADROOM bytes before `b` are free for the caller (once: claiming forgets it). */
-export function claimHeadroom(b: Buffer): boolean {
-  return withHeadroom.delete(b);
-}
-
 /**
  * Full-size read buffers given back by releaseRead(): a bulk transfer reuses a
  * few instead of allocating 256 KiB per read (which, at ~1 GB/s, kept V8's
@@ -145,7 +133,7 @@ export class SocketReader {
     } else {
       // Bulk: hand the buffer over (with its headroom) and read into the next one.
       chunk = n === size ? buf : buf.subarray(0, n);
-      withHeadroom.add(chunk);
+      offerHeadroom(chunk, releaseRead);
       this.smallReads = 0;
       this.buf = allocRead(MAX_READ);
     }
