@@ -54,6 +54,25 @@ export class MuxStream extends Duplex {
     this._openFlag = openFlag;
   }
 
+  /**
+   * True if write() of `bytes` now would go to the session at once, whole: no
+   * write is pending, the session's socket is not blocked, and the peer's
+   * window and one frame hold it. A writer whose buffer must not linger (a
+   * slab's, util/headroom.ts) asks first.
+   */
+  sendableNow(bytes: number): boolean {
+    return (
+      this.wChunk === null &&
+      this.writableLength === 0 &&
+      bytes <= this._sendWindow &&
+      bytes <= MAX_DATA_FRAME &&
+      !this.session._writeBlocked &&
+      !this.session._isDead &&
+      !this.destroyed &&
+      !this.writableEnded
+    );
+  }
+
   // ---- receive side ----
 
   /** @internal A payload piece arrived (the window was checked by the session). */

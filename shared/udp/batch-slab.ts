@@ -13,6 +13,10 @@
  * back, and which is no longer being cut, is reused. A batch that is never
  * given back (its stream split it, or died first) only keeps its slab from
  * being reused: it is then left to the garbage collector, never reused early.
+ * Writers take a slab batch only when the stream would send it at once
+ * (MuxStream.sendableNow): a batch held in a stream whose peer grants no
+ * window would pin a whole slab for a few bytes, so a hostile or stuck peer
+ * could turn each held byte into kilobytes of relay memory.
  */
 import { HEADROOM, offerHeadroom } from '../util/headroom.js';
 

@@ -31,9 +31,12 @@ const MAX_BATCH_BYTES = 256 * 1024;
  */
 export const STREAM_BUDGET_BYTES = 64 * 1024;
 
+/** The stream a writer writes to; a mux stream also tells whether a write would leave at once. */
+export type DatagramSink = Writable & { sendableNow?(bytes: number): boolean };
+
 export class DatagramWriter {
   readonly queue: DropOldestQueue;
-  private stream: Writable | null = null;
+  private stream: DatagramSink | null = null;
   private waitingDrain = false;
   private isDue = false;
   private closed = false;
@@ -56,7 +59,7 @@ export class DatagramWriter {
   }
 
   /** Starts writing to `stream` (datagrams pushed before wait in the queue). */
-  attach(stream: Writable): void {
+  attach(stream: DatagramSink): void {
     this.stream = stream;
     this.schedule();
   }
@@ -99,7 +102,7 @@ export class DatagramWriter {
       const batch = this.queue.take(MAX_BATCH_BYTES);
       this.written += batch.length;
       this.writes++;
-      stream.write(encodeDatagrams(batch, allocBatch));
+      stream.write(encodeDatagrams(batch, (n) => (stream.sendableNow?.(n) === true ? allocBatch(n) : Buffer.allocUnsafe(n))));
     }
   };
 

@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { randomBytes, createHash } from 'node:crypto';
 import { once } from 'node:events';
-import type { Duplex } from 'node:stream';
+import { Writable, type Duplex } from 'node:stream';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { DatagramDecoder } from '../../shared/framing/datagram.js';
@@ -136,4 +136,51 @@ t.test('UDP batches through a mux session: framed in their headroom (one socket 
   t.equal(inSlab, dataWrites, 'every data frame went out as one buffer: its header in the batch\'s headroom');
   writer.close();
   st.destroy();
+});
+
+t.test('a writer takes slab batches only when the stream would send them at once', async (t) => {
+  const make = (sendable: boolean) => {
+    const writes: Buffer[] = [];
+    const sink = Object.assign(
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          writes.push(chunk);
+          cb();
+        },
+      }),
+      { sendableNow: () => sendable },
+    );
+    const w = new DatagramWriter({ datagrams: 64, bytes: 1 << 20 });
+    w.attach(sink);
+    return { w, writes };
+  };
+  for (const sendable of [true, false]) {
+    const { w, writes } = make(sendable);
+    for (let k = 0; k < 5; k++) {
+      w.push(randomBytes(500));
+      await turn();
+    }
+    t.equal(writes.length, 5);
+    const fromSlab = writes.filter((b) => b.buffer.byteLength === BATCH_SLAB_BYTES).length;
+    const claimable = writes.filter((b) => claimHeadroom(b) !== undefined).length;
+    t.equal(fromSlab, sendable ? 5 : 0, `sendable ${sendable}: ${fromSlab} of 5 batches from a slab`);
+    t.equal(claimable, sendable ? 5 : 0, `sendable ${sendable}: ${claimable} of 5 offered with headroom`);
+    w.close();
+  }
+});
+
+t.test('MuxStream.sendableNow: false once the peer stops granting window, or the stream ended', async (t) => {
+  const { client, server } = await sessionPair(t);
+  const st = client.open();
+  t.ok(st.sendableNow(1000), 'a new stream can send 1000 bytes at once');
+  st.write(Buffer.alloc(10));
+  const accepted = (await once(server, 'stream')) as [Duplex];
+  accepted[0].pause(); // never reads: no window comes back
+  const window = st._sendWindow;
+  t.notOk(st.sendableNow(window + 1), 'not more than the window');
+  st.write(Buffer.alloc(window));
+  t.equal(st._sendWindow, 0, 'window used up');
+  t.notOk(st.sendableNow(1), 'no window left: not sendable');
+  st.destroy();
+  t.notOk(st.sendableNow(1), 'destroyed: not sendable');
 });
