@@ -7,6 +7,11 @@
  * refused. Because the accept and the agent's report race, an accept from a
  * local address on port P first waits (briefly) for pending opens that target
  * internal port P from agents that could reach this listener.
+ *
+ * An endpoint counts only for the port its agent dialled: a loop lands on the
+ * relay's listener for exactly that port. So an agent on the relay's host that
+ * reports endpoints it never used can at most get connections to the ports
+ * its own mappings target refused, not any local client of any port.
  */
 import type { OpenResult } from '../../proto/index.js';
 import { normalizeAddress } from '../../shared/util/net.js';
@@ -16,7 +21,7 @@ const MAX_WAIT_MS = 2_000;
 export class LoopGuard {
   /** internal port -> pending opens' settle promises. */
   private readonly pending = new Map<number, Set<Promise<unknown>>>();
-  /** "addr:port" of sockets agents on this host opened to their local targets. */
+  /** "addr:port>target" of sockets agents on this host opened to their local targets (target: the internal port dialled). */
   private readonly endpoints = new Set<string>();
   /** Connections refused as loops (for stats and tests). */
   refused = 0;
@@ -36,7 +41,7 @@ export class LoopGuard {
       if (r?.ok && r.localPort) {
         // The stream may have closed before this ran: then there is nothing to remember.
         if (stream.closed) return;
-        const key = `${normalizeAddress(r.localAddress)}:${r.localPort}`;
+        const key = `${normalizeAddress(r.localAddress)}:${r.localPort}>${internalPort}`;
         this.endpoints.add(key);
         stream.once('close', () => this.endpoints.delete(key));
       }
@@ -45,7 +50,7 @@ export class LoopGuard {
 
   /** True when a connection from remote addr:port to public `localPort` is one of our agents' own dials. */
   async isLoop(remoteAddress: string, remotePort: number, localPort: number): Promise<boolean> {
-    const key = `${normalizeAddress(remoteAddress)}:${remotePort}`;
+    const key = `${normalizeAddress(remoteAddress)}:${remotePort}>${localPort}`;
     if (this.endpoints.has(key)) return true;
     const set = this.pending.get(localPort);
     if (!set || set.size === 0) return false;

@@ -22,6 +22,15 @@ t.test('an endpoint is a loop while its stream is open, and forgotten when it cl
   t.equal(await g.isLoop('127.0.0.1', 40001, 8080), false, 'forgotten once the stream closed');
 });
 
+t.test('a reported endpoint counts only for the port its agent dialled (a false report cannot refuse clients of other ports)', async (t) => {
+  const g = new LoopGuard();
+  const stream = new PassThrough();
+  g.track(8080, Promise.resolve(ok(40005)), stream);
+  t.equal(await g.isLoop('127.0.0.1', 40005, 8080), true, 'a connection to the dialled port is the loop');
+  t.equal(await g.isLoop('127.0.0.1', 40005, 9090), false, 'the same endpoint connecting to another public port is not');
+  stream.destroy();
+});
+
 t.test('a stream that closed before its OpenResult was processed leaves nothing behind', async (t) => {
   const g = new LoopGuard();
   const stream = new PassThrough();
