@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   SHUTTING_DOWN: { status: 503, wire: 22, doc: 'The relay is draining for shutdown.' },
   RATE_LIMITED: { status: 429, wire: 23, doc: 'Too many requests or connections.' },
   INTERNAL: { status: 500, wire: 24, doc: 'An unexpected error; details are in the relay log.' },
+  SERVER_LIMIT_REACHED: { status: 422, wire: 26, doc: 'The owner already has `servers.max_per_owner` servers (owner-scoped API keys; an admin key is not held to it).' },
   FORBIDDEN: { status: 403, wire: 25, doc: 'Access control refused the client: its IP address is blocked or not allowed, the user is not in `allowed_users`, or it has too many sessions.' },
 } as const satisfies Record<string, { status: number; wire: number; doc: string }>;
 

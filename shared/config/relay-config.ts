@@ -46,6 +46,7 @@ export const RELAY_CONFIG_SHAPE = {
   },
   ports: { bind: LEAF, range: LEAF, per_server: LEAF, reserved: LEAF },
   mappings: { max_per_server: LEAF, reserved_internal_ports: LEAF },
+  servers: { max_per_owner: LEAF },
   https: {
     listen: LEAF,
     cert: LEAF,
@@ -84,6 +85,7 @@ export const RELAY_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze({
   'ports.reserved': [22, 80, 443],
   'mappings.max_per_server': 40,
   'mappings.reserved_internal_ports': [22, 5901, 6006, 6637, 7088, 8888],
+  'servers.max_per_owner': 0,
   'https.listen': '0.0.0.0:443',
   'https.timeouts.standard': '60s',
   'https.timeouts.streaming': '10m',
@@ -230,6 +232,9 @@ export function loadRelayConfig(opts: LoadRelayConfigOptions): RelayConfig {
     maxPerServer: val('mappings.max_per_server', (v) => parseInteger(v, { min: 1, max: 10_000 })),
     reservedInternalPorts: val('mappings.reserved_internal_ports', parsePortList),
   };
+  const servers = {
+    maxPerOwner: val('servers.max_per_owner', (v) => parseInteger(v, { min: 0, max: 1_000_000 })),
+  };
   const https = {
     listen: listen('https.listen'),
     cert: val('https.cert', fileOrDefaultPath('https.cert', configDir)),
@@ -327,6 +332,7 @@ export function loadRelayConfig(opts: LoadRelayConfigOptions): RelayConfig {
     tunnel,
     ports: { ...ports, reserved: [...reserved].sort((a, b) => a - b) },
     mappings,
+    servers,
     https,
     http,
     api,

@@ -44,6 +44,10 @@ export interface RelayConfig {
     maxPerServer: number;
     reservedInternalPorts: number[];
   };
+  servers: {
+    /** Most servers one owner may register with an owner-scoped key; 0 = no limit. */
+    maxPerOwner: number;
+  };
   https: {
     listen: HostPort;
     cert?: string;

@@ -33,6 +33,7 @@ function testConfig(dataDir: string): RelayConfig {
     tunnel: { listen: hp(0), streamWindow: 4 << 20, keepaliveInterval: 15_000, keepaliveTimeout: 45_000, handshakeTimeout: 10_000, maxPendingPerIp: 64, sealedData: true },
     ports: { bind: '127.0.0.1', range: RANGE, perServer: 20, reserved: [] },
     mappings: { maxPerServer: 40, reservedInternalPorts: [22, 5901, 6006, 6637, 7088, 8888] },
+    servers: { maxPerOwner: 0 },
     https: { listen: hp(0), timeouts: { standard: 60_000, streaming: 600_000, download: 1_800_000 } },
     http: { listen: hp(0) },
     api: { listen: hp(0) },
@@ -51,6 +52,7 @@ interface Harness {
   online: Map<string, ServerStatus>;
   logs: string[];
   dataDir: string;
+  config: RelayConfig;
 }
 
 const OFFLINE: ServerStatus = { online: false, agentVersion: null, connectedSince: null, remoteAddress: null, openStreams: 0, udp: null, transport: null, agents: 0 };
@@ -83,7 +85,7 @@ async function startHarness(): Promise<Harness> {
   const app = await buildApi({ store, config, logger, adminKeyHash: admin.hash, relay });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
-  return { base: `http://127.0.0.1:${port}`, adminKey: admin.key!, store, app, calls, online, logs, dataDir };
+  return { base: `http://127.0.0.1:${port}`, adminKey: admin.key!, store, app, calls, online, logs, dataDir, config };
 }
 
 interface Res {
@@ -450,6 +452,35 @@ t.test('owner-scoped keys see and change only their owner', async (t) => {
   t.equal(del.status, 200);
   expectError(t, await api('GET', '/v1/servers', { key: alice }), 401, 'UNAUTHORIZED');
   expectError(t, await api('DELETE', `/v1/keys/${made.body.data.id}`), 404, 'NOT_FOUND');
+});
+
+t.test('servers.max_per_owner caps the servers an owner-scoped key registers; an admin key is not held to it', async (t) => {
+  h.config.servers.maxPerOwner = 1;
+  t.teardown(() => void (h.config.servers.maxPerOwner = 0));
+  const made = await api('POST', '/v1/keys', { body: { owner: 'carol' } });
+  const carol = made.body.data.key as string;
+  const first = await api('POST', '/v1/servers', { key: carol, body: { ports: 10 } });
+  t.equal(first.status, 201, 'the first server is within the limit');
+  const before = (await h.store.listServers()).length;
+  const over = await api('POST', '/v1/servers', { key: carol, body: { ports: 10 } });
+  expectError(t, over, 422, 'SERVER_LIMIT_REACHED');
+  t.same(over.body.error.details, { owner: 'carol', limit: 1 });
+  t.match(over.body.error.message, /owner carol already has 1 servers \(limit 1\)/);
+  t.equal((await h.store.listServers()).length, before, 'nothing was created and no ports taken');
+  const byAdmin = await api('POST', '/v1/servers', { body: { owner: 'carol', ports: 10 } });
+  t.equal(byAdmin.status, 201, 'the operator may go beyond it');
+  t.equal((await api('DELETE', `/v1/servers/${first.body.data.id}`, { key: carol })).status, 200);
+  expectError(t, await api('POST', '/v1/servers', { key: carol, body: { ports: 10 } }), 422, 'SERVER_LIMIT_REACHED');
+  t.equal((await api('DELETE', `/v1/servers/${byAdmin.body.data.id}`, { key: carol })).status, 200);
+  const again = await api('POST', '/v1/servers', { key: carol, body: { ports: 10 } });
+  t.equal(again.status, 201, 'below the limit again after deleting');
+  t.equal((await api('DELETE', `/v1/servers/${again.body.data.id}`, { key: carol })).status, 200);
+  h.config.servers.maxPerOwner = 0;
+  const a = await api('POST', '/v1/servers', { key: carol, body: { ports: 10 } });
+  const b = await api('POST', '/v1/servers', { key: carol, body: { ports: 10 } });
+  t.same([a.status, b.status], [201, 201], '0 means no limit');
+  for (const x of [a, b]) await api('DELETE', `/v1/servers/${x.body.data.id}`, { key: carol });
+  await api('DELETE', `/v1/keys/${made.body.data.id}`);
 });
 
 t.test('DELETE /v1/servers/{id}', async (t) => {

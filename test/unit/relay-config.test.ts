@@ -91,6 +91,7 @@ t.test('--dev alone gives the SPEC dev defaults', async (t) => {
     },
     ports: { bind: '127.0.0.1', range: { start: 20000, end: 20999 }, perServer: 20, reserved: [22, 80, 443] },
     mappings: { maxPerServer: 40, reservedInternalPorts: [22, 5901, 6006, 6637, 7088, 8888] },
+    servers: { maxPerOwner: 0 },
     https: {
       listen: { host: '127.0.0.1', port: 8443 },
       timeouts: { standard: 60_000, streaming: 600_000, download: 1_800_000 },
@@ -152,6 +153,7 @@ t.test('a full production file: every value, paths relative to the file', async 
   t.same(cfg.ports.reserved.slice(0, 4), [22, 80, 443, 30100]);
   t.equal(cfg.ports.reserved.length, 13);
   t.same(cfg.mappings, { maxPerServer: 10, reservedInternalPorts: [] });
+  t.same(cfg.servers, { maxPerOwner: 3 }, 'servers.max_per_owner');
   t.equal(cfg.https.cert, join(dir, 'certs/wildcard.crt'));
   t.same(cfg.https.timeouts, { standard: 90_000, streaming: 3_600_000, download: 7_200_000 });
   t.equal(cfg.https.fastFront, false, 'the fast front can be turned off');

@@ -99,6 +99,13 @@ export async function serverRoutes(app: FastifyInstance, opts: ServerRoutesOptio
       const count = body.ports ?? config.ports.perServer;
 
       const created = await serialise(async (): Promise<{ server: ServerRecord; token: string }> => {
+        const limit = config.servers.maxPerOwner;
+        if (principal.kind === 'owner' && limit > 0) {
+          const have = (await store.listServers(owner)).length;
+          if (have >= limit) {
+            throw new PorticoError('SERVER_LIMIT_REACHED', `owner ${owner} already has ${have} servers (limit ${limit}); delete one or ask the operator to raise servers.max_per_owner`, { owner, limit });
+          }
+        }
         const explicitId = body.id;
         if (explicitId !== undefined && (await store.getServer(explicitId))) {
           throw new PorticoError('CONFLICT', `server ${explicitId} already exists`, { field: 'id', id: explicitId });
