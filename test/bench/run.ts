@@ -33,6 +33,10 @@ import { runStreamMemory, streamMemoryTable } from './stream-memory.js';
 import { benchHttpsProxy } from './https-proxy.js';
 import { runUdpBench, udpTable } from './udp.js';
 import { idleAgentsTable, runIdleAgents } from './idle-agents.js';
+import { cpuTimes, stealPercent } from './steal.js';
+
+/** Stolen CPU time above which the run's figures are flagged. */
+const STEAL_WARN_PERCENT = 5;
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/test/bench
 const repoRoot = path.resolve(here, '../../..');
@@ -193,6 +197,7 @@ async function main(): Promise<void> {
   const plan = opt.quick ? QUICK : FULL;
   const startedAt = new Date();
   const loadStart = os.loadavg()[0] ?? 0;
+  const cpuStart = cpuTimes();
   // Hard cap for the whole run: nothing here may outlive it.
   const capMs = (opt.quick ? 240 : 1800) * 1000;
   const watchdog = setTimeout(() => {
@@ -500,6 +505,11 @@ async function main(): Promise<void> {
   if (Math.max(loadStart, loadEnd) > os.cpus().length * 0.75) {
     lines.push('WARNING: other work was using this machine\'s CPUs during the run; absolute figures and ratios are unreliable, re-run when it is idle');
   }
+  const steal = stealPercent(cpuStart, cpuTimes());
+  if (steal !== null) {
+    lines.push(`CPU steal (time the hypervisor gave these CPUs to other guests): ${steal.toFixed(1)} % of the run`);
+    if (steal > STEAL_WARN_PERCENT) lines.push(`WARNING: over ${STEAL_WARN_PERCENT} % of the CPU time was stolen by other guests; the figures measure the neighbours as much as Portico, re-run later`);
+  }
   lines.push('cells: value (ratio to direct); latency cells: value (added µs over direct)');
   lines.push('');
   lines.push(table);
@@ -559,6 +569,7 @@ async function main(): Promise<void> {
     plan,
     machine: m,
     loadAverage: { start: loadStart, end: os.loadavg()[0] ?? 0 },
+    stealPercent: steal,
     paths: live.map((l) => ({ name: l.adapter.name, label: l.adapter.label, info: l.inst.info })),
     skipped,
     diagnostics,
