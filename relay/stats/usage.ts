@@ -402,7 +402,6 @@ function syncConn(c: LiveConn): void {
   c.usage.addBytes(dIn, dOut);
 }
 
-
 function normalizeIp(a: string | undefined): string {
   if (!a) return '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;

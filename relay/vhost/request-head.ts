@@ -67,6 +67,11 @@ const SINGLE = new Set([
 const METHODS = new Set(httpMethods.filter((m) => m !== 'CONNECT'));
 
 const HTTP11 = ' HTTP/1.1';
+
+/** Bytes a..b of the head as a string: cut from `text` (the whole head) when there is one, else converted. */
+function cut(buf: Buffer, text: string | null, a: number, b: number): string {
+  return text !== null ? text.slice(a, b) : buf.toString('latin1', a, b);
+}
 const CRLF2 = Buffer.from('\r\n\r\n');
 /** Longest Content-Length taken (15 digits: below 2^53). */
 const MAX_LENGTH_DIGITS = 15;
@@ -86,13 +91,13 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
   while (i < limit && TCHAR[buf[i]!] === 1) i++;
   if (i === limit) return buf.length >= maxBytes ? 'defer' : 'incomplete';
   if (i === 0 || buf[i] !== 0x20) return 'defer';
-  const method = text !== null ? text.slice(0, i) : buf.toString('latin1', 0, i);
+  const method = cut(buf, text, 0, i);
   if (!METHODS.has(method)) return 'defer'; // node answers 400 to methods it does not know; CONNECT is a tunnel
   const urlStart = ++i;
   if (i < limit && buf[i] !== 0x2f) return 'defer'; // origin-form only
   while (i < limit && buf[i]! > 0x20 && buf[i]! < 0x7f) i++;
   if (i === limit) return buf.length >= maxBytes ? 'defer' : 'incomplete';
-  const url = text !== null ? text.slice(urlStart, i) : buf.toString('latin1', urlStart, i);
+  const url = cut(buf, text, urlStart, i);
   for (let k = 0; k < HTTP11.length; k++, i++) {
     if (i === limit) return buf.length >= maxBytes ? 'defer' : 'incomplete';
     if (buf[i] !== HTTP11.charCodeAt(k)) return 'defer';
@@ -112,7 +117,7 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
   for (;;) {
     const blank = crlfAt(buf, i, limit);
     if (blank === 1) {
-      if (forward !== null && i > runStart) forward += text !== null ? text.slice(runStart, i) : buf.toString('latin1', runStart, i);
+      if (forward !== null && i > runStart) forward += cut(buf, text, runStart, i);
       i += 2;
       break;
     }
@@ -122,7 +127,7 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
     while (i < limit && TCHAR[buf[i]!] === 1) i++;
     if (i === limit) return buf.length >= maxBytes ? 'defer' : 'incomplete';
     if (i === nameStart || buf[i] !== 0x3a) return 'defer'; // no space before the colon, no empty name
-    const name = text !== null ? text.slice(nameStart, i) : buf.toString('latin1', nameStart, i);
+    const name = cut(buf, text, nameStart, i);
     i++;
     while (i < limit && (buf[i] === 0x20 || buf[i] === 0x09)) i++;
     const valueStart = i;
@@ -131,7 +136,7 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
     if (end !== 1) return end === 0 ? (buf.length >= maxBytes ? 'defer' : 'incomplete') : 'defer';
     let valueEnd = i;
     while (valueEnd > valueStart && (buf[valueEnd - 1] === 0x20 || buf[valueEnd - 1] === 0x09)) valueEnd--;
-    const value = text !== null ? text.slice(valueStart, valueEnd) : buf.toString('latin1', valueStart, valueEnd);
+    const value = cut(buf, text, valueStart, valueEnd);
     i += 2;
     // A continuation line (obs-fold) starts with SP/HTAB: node rejects it; so do we, through node.
     if (i < limit && (buf[i] === 0x20 || buf[i] === 0x09)) return 'defer';
@@ -164,7 +169,7 @@ export function parseRequestHead(buf: Buffer, maxBytes: number): HeadResult {
         drop = HOP_BY_HOP.has(lower) || RELAY_STATED.has(lower);
     }
     if (drop) {
-      if (forward !== null && lineStart > runStart) forward += text !== null ? text.slice(runStart, lineStart) : buf.toString('latin1', runStart, lineStart);
+      if (forward !== null && lineStart > runStart) forward += cut(buf, text, runStart, lineStart);
       runStart = i;
     }
     rawHeaders.push(name, value);

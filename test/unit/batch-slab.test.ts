@@ -106,7 +106,13 @@ t.test('UDP batches through a mux session: framed in their headroom (one socket 
   const st = client.open();
   const accepted = (await once(server, 'stream')) as [Duplex];
   const got: Buffer[] = [];
-  const decoder = new DatagramDecoder((d) => got.push(Buffer.from(d)));
+  let expected = Number.POSITIVE_INFINITY;
+  let allArrived!: () => void;
+  const arrived = new Promise<void>((r) => (allArrived = r));
+  const decoder = new DatagramDecoder((d) => {
+    got.push(Buffer.from(d));
+    if (got.length === expected) allArrived();
+  });
   accepted[0].on('data', (c: Buffer) => decoder.push(c));
   const writer = new DatagramWriter({ datagrams: 4096, bytes: 8 << 20 });
   writer.attach(st);
@@ -122,7 +128,12 @@ t.test('UDP batches through a mux session: framed in their headroom (one socket 
     }
     await turn();
   }
-  for (let k = 0; k < 500 && got.length < sent.length; k++) await sleep(10);
+  expected = sent.length;
+  if (got.length === expected) allArrived();
+  // Bounded: a lost datagram fails the count below instead of hanging the suite.
+  const deadline = new AbortController();
+  await Promise.race([arrived, sleep(5_000, undefined, { signal: deadline.signal }).catch(() => undefined)]);
+  deadline.abort(); // no timer left behind
   t.equal(got.length, sent.length, `all ${sent.length} datagrams arrived`);
   const sha = (xs: Buffer[]) => {
     const h = createHash('sha256');
