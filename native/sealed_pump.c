@@ -29,9 +29,19 @@
  * onDone ran. Sockets are edge-triggered in epoll; a pair that used its
  * per-turn budget stays on the ready list (fairness between pairs).
  *
+ * Datagram pairs (addUdp): the plain side is a connected UDP socket (a
+ * client flow on the relay, sharing the public port with SO_REUSEPORT; the
+ * agent's socket to the app). A unit's plaintext is then whole datagrams,
+ * each a 2-byte big-endian length and its payload; nothing ends a datagram
+ * pair but abort(). A datagram the kernel will not take (the app is gone,
+ * its buffer is full) is dropped and counted, as UDP would; a data
+ * connection that cannot take more makes the engine stop reading the UDP
+ * socket, so the kernel drops there instead of memory growing here.
+ *
  * Build: scripts/build-native.mjs (the system compiler, Node's own headers;
  * OpenSSL's symbols resolve to the ones Node exports).
  */
+#define _GNU_SOURCE /* sendmmsg */
 #define NAPI_VERSION 8
 #include <node_api.h>
 
@@ -48,6 +58,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define HDR 4
@@ -55,6 +66,11 @@
 #define FIN_BIT 0x80000000u
 #define UNIT_MAX (1u << 20)
 #define UNITS_PER_TURN 4
+/* Datagram pairs: a datagram's length prefix, the largest payload, and how many one unit takes at most. */
+#define DGRAM_HDR 2
+#define DGRAM_MAX 65535
+#define DGRAMS_PER_UNIT 256
+#define SEND_BATCH 64
 
 enum { UP = 0, DOWN = 1 };
 enum state { ACTIVE, FINISHED };
@@ -74,18 +90,21 @@ struct dir {
   EVP_CIPHER_CTX *ctx;
   unsigned char prefix[4];
   uint64_t counter;
-  uint64_t bytes; /* plaintext moved */
+  uint64_t bytes; /* plaintext moved (datagram pairs: payload bytes, without the length prefixes) */
+  uint64_t dgrams; /* datagram pairs: datagrams moved */
 };
 
 struct pair {
   uint32_t id;
   int plain, sealed;
   size_t unit;
+  int udp;        /* a datagram pair: plain is a connected UDP socket */
+  uint64_t drops; /* datagram pairs: datagrams the kernel refused on the UDP socket (dropped) */
   struct dir d[2];
   const unsigned char *pre; /* down: bytes JavaScript read off the data connection before handing over */
   size_t pre_len, pre_off;
   unsigned char *pre_buf;
-  double *counters; /* JavaScript's Float64Array(2): up, down */
+  double *counters; /* JavaScript's Float64Array: up, down bytes (datagram pairs, 5: + up, down datagrams, drops) */
   napi_ref counters_ref;
   enum state state;
   const char *code;
@@ -325,6 +344,180 @@ static int step_down(struct pair *p) {
   return 1;
 }
 
+/* ------------------------------------------------------ datagram pairs */
+
+/*
+ * Up, datagrams: read whole datagrams off the UDP socket into one unit
+ * (each behind its 2-byte length) until the socket is empty, the unit
+ * could not hold a largest datagram more, or DGRAMS_PER_UNIT; seal it and
+ * send it like any unit. While a unit is being sent nothing is read, so a
+ * data connection that cannot keep up leaves the datagrams to the kernel's
+ * buffer (and its drops).
+ */
+static int step_up_udp(struct pair *p) {
+  struct dir *d = &p->d[UP];
+  int drained = 0; /* the unit being sent emptied the socket: once it is out, wait for EPOLLIN */
+  for (int units = 0; units < UNITS_PER_TURN;) {
+    if (d->off < d->len) {
+      ssize_t w = send(d->out, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        p->code = "DATA_CONNECTION_FAILED";
+        return -1;
+      }
+      d->off += (size_t)w;
+      if (d->off < d->len) continue;
+      if (drained) return 0;
+      units++;
+      continue;
+    }
+    if (ensure_buf(p, d) < 0) {
+      p->code = "OUT_OF_MEMORY";
+      return -1;
+    }
+    size_t fill = 0;
+    int n = 0, errs = 0;
+    while (n < DGRAMS_PER_UNIT && fill + DGRAM_HDR + DGRAM_MAX <= p->unit) {
+      unsigned char *at = d->buf + HDR + fill;
+      ssize_t r = recv(d->in, at + DGRAM_HDR, DGRAM_MAX, MSG_DONTWAIT);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || ++errs > 8) {
+          drained = 1;
+          break;
+        }
+        continue; /* an ICMP error reported on the socket (nothing listening there now): UDP goes on */
+      }
+      at[0] = (unsigned char)(r >> 8);
+      at[1] = (unsigned char)r;
+      fill += DGRAM_HDR + (size_t)r;
+      d->bytes += (uint64_t)r;
+      d->dgrams++;
+      n++;
+    }
+    if (n == 0) {
+      release_buf(d); /* nothing in flight */
+      return 0;
+    }
+    if (seal_unit(d, (uint32_t)fill, 0) < 0) {
+      p->code = "CIPHER_FAILED";
+      return -1;
+    }
+  }
+  return 1;
+}
+
+/*
+ * Down, datagrams: the opened unit's plaintext is sent datagram by datagram
+ * (sendmmsg, SEND_BATCH at a time). A datagram the kernel refuses with an
+ * error is dropped and counted; a full send buffer (EAGAIN) waits for
+ * EPOLLOUT. Returns 1 when the unit is out, 0 when blocked, -1 on a
+ * malformed unit.
+ */
+static int flush_datagrams(struct pair *p, struct dir *d) {
+  unsigned char *pt = d->buf + HDR;
+  while (d->off < d->len) {
+    struct mmsghdr msgs[SEND_BATCH];
+    struct iovec iov[SEND_BATCH];
+    unsigned k = 0;
+    size_t at = d->off;
+    while (k < SEND_BATCH && at < d->len) {
+      if (d->len - at < DGRAM_HDR) return -1;
+      size_t n = ((size_t)pt[at] << 8) | pt[at + 1];
+      if (d->len - at - DGRAM_HDR < n) return -1;
+      iov[k].iov_base = pt + at + DGRAM_HDR;
+      iov[k].iov_len = n;
+      memset(&msgs[k], 0, sizeof msgs[k]);
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+      at += DGRAM_HDR + n;
+      k++;
+    }
+    int sent = sendmmsg(d->out, msgs, k, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      sent = 1; /* the first datagram was refused (ECONNREFUSED, ENOBUFS, ...): drop it, go on */
+      p->drops++;
+    } else {
+      for (int i = 0; i < sent; i++) {
+        d->bytes += iov[i].iov_len;
+        d->dgrams++;
+      }
+    }
+    for (int i = 0; i < sent; i++) d->off += DGRAM_HDR + iov[i].iov_len;
+  }
+  return 1;
+}
+
+static int step_down_udp(struct pair *p) {
+  struct dir *d = &p->d[DOWN];
+  for (int units = 0; units < UNITS_PER_TURN;) {
+    if (d->consumed > 0 && d->off < d->len) {
+      int f = flush_datagrams(p, d);
+      if (f < 0) {
+        p->code = "PROTOCOL_ERROR";
+        return -1;
+      }
+      if (f == 0) return 0;
+    }
+    if (d->consumed > 0) { /* the opened unit is out: keep only what follows it */
+      size_t rest = d->have - d->consumed;
+      if (rest > 0) memmove(d->buf, d->buf + d->consumed, rest);
+      d->have = rest;
+      d->consumed = 0;
+      d->parsed = 0;
+      d->off = d->len = 0;
+    }
+    if (!d->parsed && d->have >= HDR) {
+      uint32_t word;
+      memcpy(&word, d->buf, HDR);
+      word = ntohl(word);
+      d->ulen = word & ~FIN_BIT;
+      /* A datagram pair's units are never empty and never end it. */
+      if (d->ulen > p->unit || d->ulen == 0 || (word & FIN_BIT) != 0) {
+        p->code = "PROTOCOL_ERROR";
+        return -1;
+      }
+      d->parsed = 1;
+    }
+    if (d->parsed && d->have >= HDR + d->ulen + TAG) {
+      if (open_unit(d) < 0) {
+        p->code = "BAD_TAG";
+        return -1;
+      }
+      units++;
+      d->consumed = HDR + d->ulen + TAG;
+      d->off = 0;
+      d->len = d->ulen;
+      continue;
+    }
+    if (ensure_buf(p, d) < 0) {
+      p->code = "OUT_OF_MEMORY";
+      return -1;
+    }
+    size_t want = d->parsed ? HDR + d->ulen + TAG - d->have : FIRST_READ;
+    if (want > HDR + p->unit + TAG - d->have) want = HDR + p->unit + TAG - d->have;
+    ssize_t r = read_sealed(p, d->buf + d->have, want);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (d->have == 0) release_buf(d); /* between units: nothing in flight */
+        return 0;
+      }
+      p->code = "DATA_CONNECTION_FAILED";
+      return -1;
+    }
+    if (r == 0) {
+      p->code = "TRUNCATED"; /* a datagram pair's data connection ends only when the pair is aborted */
+      return -1;
+    }
+    d->have += (size_t)r;
+  }
+  return 1;
+}
+
 static void publish(struct pair *p) {
   double up = (double)p->d[UP].bytes, down = (double)p->d[DOWN].bytes;
   uint64_t bu, bd;
@@ -332,6 +525,14 @@ static void publish(struct pair *p) {
   memcpy(&bd, &down, 8);
   __atomic_store_n((uint64_t *)&p->counters[0], bu, __ATOMIC_RELAXED);
   __atomic_store_n((uint64_t *)&p->counters[1], bd, __ATOMIC_RELAXED);
+  if (p->udp) {
+    double extra[3] = {(double)p->d[UP].dgrams, (double)p->d[DOWN].dgrams, (double)p->drops};
+    for (int i = 0; i < 3; i++) {
+      uint64_t b;
+      memcpy(&b, &extra[i], 8);
+      __atomic_store_n((uint64_t *)&p->counters[2 + i], b, __ATOMIC_RELAXED);
+    }
+  }
 }
 
 static void finish(struct pair *p, struct pair **done_list) {
@@ -357,8 +558,8 @@ static void finish(struct pair *p, struct pair **done_list) {
 
 static void step(struct pair *p, struct pair **done_list) {
   if (p->state != ACTIVE) return;
-  int up = p->d[UP].done ? 0 : step_up(p);
-  int down = up < 0 || p->d[DOWN].done ? 0 : step_down(p);
+  int up = p->d[UP].done ? 0 : p->udp ? step_up_udp(p) : step_up(p);
+  int down = up < 0 || p->d[DOWN].done ? 0 : p->udp ? step_down_udp(p) : step_down(p);
   publish(p);
   if (up < 0 || down < 0 || (p->d[UP].done && p->d[DOWN].done)) {
     finish(p, done_list);
@@ -559,7 +760,7 @@ static int get_bytes(napi_env env, napi_value v, size_t want, const unsigned cha
  * add(id, plainFd, sealedFd, upKey16, upPrefix4, downKey16, downPrefix4, unitBytes, preload|null, counters)
  * "up" seals plain -> sealed, "down" opens sealed -> plain.
  */
-static napi_value js_add(napi_env env, napi_callback_info info) {
+static napi_value add_pair(napi_env env, napi_callback_info info, int udp) {
   size_t argc = 10;
   napi_value argv[10];
   uint32_t id;
@@ -577,11 +778,13 @@ static napi_value js_add(napi_env env, napi_callback_info info) {
   size_t tlen;
   void *tdata;
   if (napi_is_typedarray(env, argv[9], &is_ta) != napi_ok || !is_ta ||
-      napi_get_typedarray_info(env, argv[9], &tat, &tlen, &tdata, NULL, NULL) != napi_ok || tat != napi_float64_array || tlen != 2)
-    return fail(env, "counters must be a Float64Array(2)");
+      napi_get_typedarray_info(env, argv[9], &tat, &tlen, &tdata, NULL, NULL) != napi_ok || tat != napi_float64_array || tlen != (udp ? 5u : 2u))
+    return fail(env, udp ? "counters must be a Float64Array(5)" : "counters must be a Float64Array(2)");
+  if (udp && (uint32_t)unit < DGRAM_HDR + DGRAM_MAX) return fail(env, "a datagram pair's unit must hold a largest datagram (65,537 bytes)");
   struct pair *p = calloc(1, sizeof *p);
   if (!p) return fail(env, "out of memory");
   p->id = id;
+  p->udp = udp;
   p->unit = (size_t)unit;
   p->counters = tdata;
   p->plain = -1;
@@ -640,6 +843,89 @@ static napi_value js_add(napi_env env, napi_callback_info info) {
   pthread_mutex_unlock(&E.mu);
   if (write(E.evfd, &one, sizeof one) < 0) { /* counter saturated: the engine is awake anyway */
   }
+  return NULL;
+}
+
+static napi_value js_add(napi_env env, napi_callback_info info) {
+  return add_pair(env, info, 0);
+}
+
+/*
+ * addUdp(id, udpFd, sealedFd, ...the same as add..., Float64Array(5)): a
+ * datagram pair (the plain side a connected UDP socket). Counters: up and
+ * down payload bytes, up and down datagrams, datagrams dropped.
+ */
+static napi_value js_add_udp(napi_env env, napi_callback_info info) {
+  return add_pair(env, info, 1);
+}
+
+static int parse_addr(int v6, const char *host, int port, struct sockaddr_storage *ss, socklen_t *len) {
+  memset(ss, 0, sizeof *ss);
+  if (v6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    *len = sizeof *a;
+    return inet_pton(AF_INET6, host, &a->sin6_addr) == 1 ? 0 : -1;
+  }
+  struct sockaddr_in *a = (struct sockaddr_in *)ss;
+  a->sin_family = AF_INET;
+  a->sin_port = htons((uint16_t)port);
+  *len = sizeof *a;
+  return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
+}
+
+/*
+ * udpSocket(v6, bindHost, bindPort, connectHost|null, connectPort, bufferBytes):
+ * a non-blocking UDP socket with SO_REUSEPORT, bound, and connected when
+ * connectHost is given; its descriptor, or -errno. The relay binds its
+ * public UDP ports this way (node:dgram then wraps the descriptor), so a
+ * busy flow can get a socket of its own on the same port, connected to the
+ * client: the kernel hands a connected socket its peer's datagrams, and
+ * every other client's still reach the public socket (SO_REUSEPORT only
+ * lets sockets of the same user share a port).
+ */
+static napi_value js_udp_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6], v;
+  bool v6;
+  int32_t bport, cport, bufsz;
+  char bhost[64], chost[64];
+  size_t n;
+  napi_valuetype ct;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 6 || napi_get_value_bool(env, argv[0], &v6) != napi_ok || napi_get_value_string_utf8(env, argv[1], bhost, sizeof bhost, &n) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &bport) != napi_ok || napi_typeof(env, argv[3], &ct) != napi_ok ||
+      (ct != napi_null && napi_get_value_string_utf8(env, argv[3], chost, sizeof chost, &n) != napi_ok) || napi_get_value_int32(env, argv[4], &cport) != napi_ok ||
+      napi_get_value_int32(env, argv[5], &bufsz) != napi_ok || bport < 0 || bport > 65535 || cport < 0 || cport > 65535)
+    return fail(env, "udpSocket(v6, bindHost, bindPort, connectHost|null, connectPort, bufferBytes)");
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int r = 0, one = 1;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) r = -errno;
+  else if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) r = -errno;
+  else if (parse_addr(v6, bhost, bport, &ss, &len) < 0) r = -EINVAL;
+  else if (bind(fd, (struct sockaddr *)&ss, len) < 0) r = -errno;
+  else if (ct != napi_null && parse_addr(v6, chost, cport, &ss, &len) < 0) r = -EINVAL;
+  else if (ct != napi_null && connect(fd, (struct sockaddr *)&ss, len) < 0) r = -errno;
+  if (r == 0 && bufsz > 0) { /* capped by net.core.[rw]mem_max; a refusal keeps the defaults */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
+  }
+  if (r < 0 && fd >= 0) close(fd);
+  napi_create_int32(env, r < 0 ? r : fd, &v);
+  return v;
+}
+
+/* closeFd(fd): closes a descriptor udpSocket() made once the engine holds its own copy. */
+static napi_value js_close_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "closeFd(fd)");
+  close(fd);
   return NULL;
 }
 
@@ -717,6 +1003,9 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
       {"add", NULL, js_add, NULL, NULL, NULL, napi_default, NULL},
+      {"addUdp", NULL, js_add_udp, NULL, NULL, NULL, napi_default, NULL},
+      {"udpSocket", NULL, js_udp_socket, NULL, NULL, NULL, napi_default, NULL},
+      {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"abort", NULL, js_abort, NULL, NULL, NULL, napi_default, NULL},
       {"firstByte", NULL, js_first_byte, NULL, NULL, NULL, napi_default, NULL},
       {"deferAccept", NULL, js_defer_accept, NULL, NULL, NULL, napi_default, NULL},

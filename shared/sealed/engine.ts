@@ -40,6 +40,9 @@ export interface PairResult {
 interface Addon {
   init(onDone: (id: number, up: number, down: number, code: string) => void): void;
   add(id: number, plain: number, sealed: number, upKey: Buffer, upPrefix: Buffer, downKey: Buffer, downPrefix: Buffer, unit: number, preload: Buffer | null, counters: Float64Array): void;
+  addUdp(id: number, udp: number, sealed: number, upKey: Buffer, upPrefix: Buffer, downKey: Buffer, downPrefix: Buffer, unit: number, preload: Buffer | null, counters: Float64Array): void;
+  udpSocket(v6: boolean, bindHost: string, bindPort: number, connectHost: string | null, connectPort: number, bufferBytes: number): number;
+  closeFd(fd: number): void;
   abort(id: number): void;
   firstByte(fd: number): number;
   deferAccept(fd: number, seconds: number): number;
@@ -53,7 +56,7 @@ function fdOf(x: net.Socket | net.Server): number {
 
 /** A plain socket and a data connection being pumped. */
 export class SealedPair {
-  private readonly counters = new Float64Array(2);
+  protected readonly counters: Float64Array;
   private finished: PairResult | null = null;
   readonly done: Promise<PairResult>;
   private resolve!: (r: PairResult) => void;
@@ -61,7 +64,10 @@ export class SealedPair {
   constructor(
     readonly id: number,
     private readonly addon: Addon,
+    /** Counter slots the engine fills: 2 (bytes up, down), 5 for a datagram pair. */
+    slots = 2,
   ) {
+    this.counters = new Float64Array(slots);
     this.done = new Promise((res) => (this.resolve = res));
   }
 
@@ -89,11 +95,49 @@ export class SealedPair {
     return this.counters;
   }
 
+
   /** @internal */
   settle(r: PairResult): void {
     this.finished = r;
     this.resolve(r);
   }
+}
+
+/**
+ * A datagram pair: a connected UDP socket and a data connection. Bytes
+ * count payloads; it also counts datagrams each way and the ones the
+ * kernel refused (dropped). It ends only by abort() (code ABORTED) or a
+ * failure.
+ */
+export class SealedUdpPair extends SealedPair {
+  /** Datagrams read off the UDP socket and sealed. */
+  get datagramsUp(): number {
+    return this.counters[2]!;
+  }
+
+  /** Datagrams opened and sent on the UDP socket. */
+  get datagramsDown(): number {
+    return this.counters[3]!;
+  }
+
+  /** Datagrams the UDP socket refused (dropped). */
+  get drops(): number {
+    return this.counters[4]!;
+  }
+
+  constructor(id: number, addon: Addon) {
+    super(id, addon, 5);
+  }
+}
+
+/** Where a UDP socket the engine makes is bound, and the one peer it is connected to (none: not connected). */
+export interface UdpSocketSpec {
+  v6: boolean;
+  bindHost: string;
+  bindPort: number;
+  connect?: { host: string; port: number };
+  /** SO_RCVBUF and SO_SNDBUF (capped by the kernel's limits); 0 keeps the defaults. */
+  bufferBytes: number;
 }
 
 export class SealedEngine {
@@ -148,6 +192,44 @@ export class SealedEngine {
   }
 
   /**
+   * A UDP socket with SO_REUSEPORT, bound (and connected when `connect` is
+   * given); its descriptor, for node:dgram (`bind({ fd })`) or addUdp().
+   * Throws an error with the errno's name as `code` (EADDRINUSE, ...).
+   */
+  udpSocket(spec: UdpSocketSpec): number {
+    const fd = this.addon.udpSocket(spec.v6, spec.bindHost, spec.bindPort, spec.connect?.host ?? null, spec.connect?.port ?? 0, spec.bufferBytes);
+    if (fd >= 0) return fd;
+    const code = ERRNO_NAMES[-fd] ?? `errno ${-fd}`;
+    const err: NodeJS.ErrnoException = new Error(`udp socket ${spec.bindHost}:${spec.bindPort}${spec.connect ? ` -> ${spec.connect.host}:${spec.connect.port}` : ''}: ${code}`);
+    err.code = code;
+    throw err;
+  }
+
+  /** Closes a descriptor udpSocket() made and nothing else owns (addUdp() works on its own copy). */
+  closeFd(fd: number): void {
+    this.addon.closeFd(fd);
+  }
+
+  /**
+   * Hands a UDP socket's descriptor (the engine works on a copy; the caller
+   * keeps and closes its own) and a data connection to the engine as a
+   * datagram pair. `sealed` is taken over as in add().
+   */
+  addUdp(udpFd: number, sealed: net.Socket, keys: PairKeys, preload: Buffer | null = null): SealedUdpPair {
+    const sealedFd = takeOver(sealed);
+    const pair = new SealedUdpPair(this.allocId(), this.addon);
+    this.addon.addUdp(pair.id, udpFd, sealedFd, keys.up.key, keys.up.prefix, keys.down.key, keys.down.prefix, SEALED_UNIT_BYTES, preload && preload.length > 0 ? preload : null, pair.countersArray());
+    this.pairs.set(pair.id, pair);
+    return pair;
+  }
+
+  private allocId(): number {
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xffff_fff0 ? 1 : this.nextId + 1;
+    return id;
+  }
+
+  /**
    * Hands `plain` and `sealed` to the engine. Neither may have been read
    * by Node past `preload` (bytes already read off `sealed`): both are
    * paused here and their reading stopped. The sockets stay open in Node
@@ -157,14 +239,15 @@ export class SealedEngine {
   add(plain: net.Socket, sealed: net.Socket, keys: PairKeys, preload: Buffer | null = null): SealedPair {
     const plainFd = takeOver(plain);
     const sealedFd = takeOver(sealed);
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xffff_fff0 ? 1 : this.nextId + 1;
+    const id = this.allocId();
     const pair = new SealedPair(id, this.addon);
     this.addon.add(id, plainFd, sealedFd, keys.up.key, keys.up.prefix, keys.down.key, keys.down.prefix, SEALED_UNIT_BYTES, preload && preload.length > 0 ? preload : null, pair.countersArray());
     this.pairs.set(id, pair);
     return pair;
   }
 }
+
+const ERRNO_NAMES: Record<number, string> = { 13: 'EACCES', 22: 'EINVAL', 23: 'ENFILE', 24: 'EMFILE', 97: 'EAFNOSUPPORT', 98: 'EADDRINUSE', 99: 'EADDRNOTAVAIL', 101: 'ENETUNREACH' };
 
 /**
  * Stops Node reading a socket and returns its descriptor. A socket whose

@@ -1,0 +1,263 @@
+// Datagram pairs of the sealed engine (native/sealed_pump.c, addUdp and
+// udpSocket) on real loopback sockets: datagrams cross two pairs joined by
+// a data connection with their boundaries and bytes intact (sha256 of
+// every one); what the engine seals opens with the JavaScript reference as
+// length-prefixed datagrams; a connected socket on a shared SO_REUSEPORT
+// port gets its own client's datagrams and no one else's; ICMP errors
+// (nothing listening yet) do not end a pair; a malformed unit (a record
+// overrunning it, an empty unit, a FIN) resets only that pair; bytes read
+// before the hand-over come first; a burst is sealed many datagrams to a
+// unit; nothing stays live.
+import t, { type Test } from 'tap';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { createHash, randomBytes } from 'node:crypto';
+import { sealedEngine, sealedProblem, type SealedUdpPair } from '../../shared/sealed/engine.js';
+import { keyPairs, openUnits, sealUnit, unreadPair } from '../helpers/sealed-units.js';
+
+const engine = sealedEngine();
+if (!engine) {
+  t.test('sealed engine, datagram pairs', { skip: `unavailable: ${sealedProblem()}` }, async () => undefined);
+} else {
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+  /** A bound node:dgram socket on 127.0.0.1, closed at teardown. */
+  async function udp(t: Test, port = 0): Promise<dgram.Socket> {
+    const s = dgram.createSocket('udp4');
+    s.bind(port, '127.0.0.1');
+    await once(s, 'listening');
+    s.setRecvBufferSize(4 << 20); // the engine is under test, not how fast this process reads
+    t.teardown(() => new Promise<void>((res) => s.close(() => res())));
+    return s;
+  }
+
+  /** Collects datagrams on `s` until `n` arrived or `ms` passed. */
+  function collect(s: dgram.Socket, n: number, ms = 5_000): Promise<Buffer[]> {
+    return new Promise((resolve) => {
+      const got: Buffer[] = [];
+      const done = () => {
+        clearTimeout(timer);
+        s.off('message', on);
+        resolve(got);
+      };
+      const on = (m: Buffer) => {
+        got.push(m);
+        if (got.length >= n) done();
+      };
+      const timer = setTimeout(done, ms);
+      s.on('message', on);
+    });
+  }
+
+  /** Frames datagrams as a unit's plaintext: [len:u16be][payload]... */
+  const frame = (ds: Buffer[]) => Buffer.concat(ds.flatMap((d) => [Buffer.from([d.length >> 8, d.length & 0xff]), d]));
+
+  /** Splits a unit's plaintext back into datagrams. */
+  function unframe(b: Buffer): Buffer[] {
+    const out: Buffer[] = [];
+    for (let off = 0; off < b.length; ) {
+      const n = b.readUInt16BE(off);
+      out.push(b.subarray(off + 2, off + 2 + n));
+      off += 2 + n;
+    }
+    return out;
+  }
+
+  const ended = (p: SealedUdpPair, ...socks: { destroy(): void }[]) => p.done.then((r) => (socks.forEach((s) => s.destroy()), r));
+
+  /** A port free on 127.0.0.1 right now (bound and closed again). */
+  async function freePort(): Promise<number> {
+    const s = dgram.createSocket('udp4');
+    s.bind(0, '127.0.0.1');
+    await once(s, 'listening');
+    const { port } = s.address();
+    await new Promise<void>((res) => s.close(() => res()));
+    return port;
+  }
+
+  /** Sends datagrams in bursts of 20, 2 ms apart, so no kernel buffer on the way overflows. */
+  async function paced(from: dgram.Socket, ds: Buffer[], port: number): Promise<void> {
+    for (let i = 0; i < ds.length; i += 20) {
+      for (const d of ds.slice(i, i + 20)) from.send(d, port, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  t.test('two datagram pairs over one data connection: 2,000 datagrams each way, boundaries and bytes intact', async (t) => {
+    const keys = keyPairs();
+    const client = await udp(t);
+    const app = await udp(t);
+    // The relay's side: a socket on a port of its own, connected to the client (as a sealed flow's is); the agent's, connected to the app.
+    const pubPort = await freePort();
+    const relayFd = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: pubPort, connect: { host: '127.0.0.1', port: client.address().port }, bufferBytes: 1 << 20 });
+    const agentFd = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: 0, connect: { host: '127.0.0.1', port: app.address().port }, bufferBytes: 1 << 20 });
+    const [agentData, relayData] = await unreadPair(t);
+    const relay = engine.addUdp(relayFd, relayData, keys.a);
+    const agent = engine.addUdp(agentFd, agentData, keys.b);
+    engine.closeFd(relayFd);
+    engine.closeFd(agentFd);
+    const relayDone = ended(relay, relayData);
+    const agentDone = ended(agent, agentData);
+    const N = 2_000;
+    const up = Array.from({ length: N }, (_, i) => randomBytes(i % 7 === 0 ? 0 : 1 + ((i * 7919) % 1472)));
+    const down = Array.from({ length: N }, (_, i) => randomBytes(1 + ((i * 104729) % 1400)));
+    const agentPort = new Promise<number>((res) => app.once('message', (_m, r) => res(r.port)));
+    const appGot = collect(app, N);
+    await paced(client, up, pubPort);
+    const a = await appGot;
+    t.equal(a.length, N, 'the app got every datagram');
+    t.same(a.map(sha).sort(), up.map(sha).sort(), 'each one intact (sha256), empty ones too');
+    const clientGot = collect(client, N);
+    const from = new Promise<number>((res) => client.once('message', (_m, r) => res(r.port)));
+    await paced(app, down, await agentPort);
+    const c = await clientGot;
+    t.equal(c.length, N, 'the client got every reply');
+    t.same(c.map(sha).sort(), down.map(sha).sort(), 'each one intact (sha256)');
+    t.equal(await from, pubPort, 'replies come from the relay side\'s port');
+    t.equal(relay.datagramsUp, N, 'relay counted datagrams up');
+    t.equal(agent.datagramsDown, N, 'agent counted datagrams down');
+    t.equal(relay.up, up.reduce((n, d) => n + d.length, 0), 'relay counted payload bytes (no length prefixes)');
+    t.equal(agent.datagramsUp, N, 'agent counted replies up');
+    t.equal(relay.datagramsDown, N, 'relay counted replies down');
+    t.equal(relay.drops + agent.drops, 0, 'nothing dropped');
+    relay.abort();
+    agent.abort();
+    const [r1, r2] = await Promise.all([relayDone, agentDone]);
+    t.equal(r1.code, 'ABORTED', 'a datagram pair ends by abort');
+    t.equal(r2.code, 'ABORTED');
+    t.equal(engine.live, 0, 'no pair left');
+  });
+
+  t.test('a connected socket on a shared SO_REUSEPORT port takes its client\'s datagrams only', async (t) => {
+    const pubFd = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: 0, bufferBytes: 0 });
+    const pub = dgram.createSocket('udp4');
+    await new Promise<void>((res) => pub.bind({ fd: pubFd }, res)); // ('listening' is emitted within bind() for a descriptor)
+    t.teardown(() => new Promise<void>((res) => pub.close(() => res())));
+    const port = pub.address().port;
+    const a = await udp(t);
+    const b = await udp(t);
+    const keys = keyPairs();
+    const [peer, sealed] = await unreadPair(t);
+    const fd = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: port, connect: { host: '127.0.0.1', port: a.address().port }, bufferBytes: 0 });
+    const pair = engine.addUdp(fd, sealed, keys.a);
+    engine.closeFd(fd);
+    const done = ended(pair, sealed);
+    const raw: Buffer[] = [];
+    peer.on('data', (c: Buffer) => raw.push(c));
+    peer.resume();
+    const pubGot = collect(pub, 20, 1_000);
+    for (let i = 0; i < 20; i++) {
+      a.send(Buffer.from(`a${i}`), port, '127.0.0.1');
+      b.send(Buffer.from(`b${i}`), port, '127.0.0.1');
+    }
+    const p = await pubGot;
+    t.same(p.map(String).sort(), Array.from({ length: 20 }, (_, i) => `b${i}`).sort(), 'the public socket got the other client\'s datagrams');
+    const deadline = Date.now() + 2_000;
+    while (unframe(openUnits(keys.b.down, Buffer.concat(raw)).payload).length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const sealedOnes = unframe(openUnits(keys.b.down, Buffer.concat(raw)).payload).map(String);
+    t.same(sealedOnes.sort(), Array.from({ length: 20 }, (_, i) => `a${i}`).sort(), 'the connected socket sealed its client\'s, as length-prefixed datagrams');
+    t.throws(() => engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: a.address().port, bufferBytes: 0 }), { code: 'EADDRINUSE' }, 'a port held without SO_REUSEPORT is refused with its errno');
+    t.throws(() => engine.udpSocket({ v6: false, bindHost: 'not-an-ip', bindPort: 0, bufferBytes: 0 }), { code: 'EINVAL' }, 'an address that is not an IP is refused');
+    pair.abort();
+    t.equal((await done).code, 'ABORTED');
+  });
+
+  /** A datagram pair whose UDP side is connected to `app` and whose data connection's far end the test plays. */
+  async function udpPairWithPeer(t: Test, appPort: number, preload: Buffer | null = null) {
+    const keys = keyPairs();
+    const fd = engine!.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: 0, connect: { host: '127.0.0.1', port: appPort }, bufferBytes: 0 });
+    const [peer, sealed] = await unreadPair(t);
+    const pair = engine!.addUdp(fd, sealed, keys.a, preload);
+    engine!.closeFd(fd);
+    peer.resume();
+    return { keys, peer, pair, done: ended(pair, sealed) };
+  }
+
+  t.test('nothing listening (ICMP port unreachable, refused sends) does not end the pair; an app that comes later gets datagrams', async (t) => {
+    const port = await freePort();
+    const { keys, peer, pair, done } = await udpPairWithPeer(t, port);
+    // Units toward a port nobody listens on: ICMP comes back, the socket reports ECONNREFUSED to a read or a send.
+    for (let i = 0; i < 3; i++) {
+      peer.write(sealUnit(keys.b.up, i, frame([Buffer.from(`x${i}`), Buffer.from(`y${i}`)])));
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    const deadline = Date.now() + 2_000;
+    while (pair.datagramsDown + pair.drops < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    t.equal(pair.datagramsDown + pair.drops, 6, `every datagram was sent or counted as dropped (${pair.drops} dropped)`);
+    t.notOk(pair.ended, 'the pair is still running');
+    const app = await udp(t, port);
+    const got = collect(app, 1);
+    peer.write(sealUnit(keys.b.up, 3, frame([Buffer.from('now')])));
+    t.same((await got).map(String), ['now'], 'the app that came later gets the next datagram');
+    pair.abort();
+    t.equal((await done).code, 'ABORTED');
+  });
+
+  t.test('malformed units reset only their pair: a record overrunning the unit, an empty unit, a FIN unit', async (t) => {
+    const app = await udp(t);
+    const cases: [string, (k: ReturnType<typeof keyPairs>) => Buffer][] = [
+      ['overrun', (k) => sealUnit(k.b.up, 0, Buffer.concat([Buffer.from([0x05, 0xdc]), Buffer.from('short')]))],
+      ['empty', (k) => sealUnit(k.b.up, 0, Buffer.alloc(0))],
+      ['fin', (k) => sealUnit(k.b.up, 0, Buffer.alloc(0), true)],
+    ];
+    const bystander = await udpPairWithPeer(t, app.address().port);
+    for (const [name, unit] of cases) {
+      const { keys, peer, done } = await udpPairWithPeer(t, app.address().port);
+      peer.write(unit(keys));
+      t.equal((await done).code, 'PROTOCOL_ERROR', `${name}: PROTOCOL_ERROR`);
+    }
+    // The bystander still carries datagrams.
+    const got = collect(app, 1);
+    bystander.peer.write(sealUnit(bystander.keys.b.up, 0, frame([Buffer.from('still here')])));
+    t.same((await got).map(String), ['still here'], 'another pair is unaffected');
+    bystander.pair.abort();
+    await bystander.done;
+    t.equal(engine.live, 0, 'no pair left');
+  });
+
+  t.test('bytes read off the data connection before the hand-over are opened first', async (t) => {
+    const app = await udp(t);
+    const keys = keyPairs();
+    const u0 = sealUnit(keys.b.up, 0, frame([Buffer.from('one'), Buffer.from('two')]));
+    const u1 = sealUnit(keys.b.up, 1, frame([Buffer.from('three')]));
+    const fd = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: 0, connect: { host: '127.0.0.1', port: app.address().port }, bufferBytes: 0 });
+    const [peer, sealed] = await unreadPair(t);
+    const got = collect(app, 3);
+    const pair = engine.addUdp(fd, sealed, keys.a, Buffer.concat([u0, u1.subarray(0, 7)]));
+    engine.closeFd(fd);
+    const done = ended(pair, sealed);
+    peer.write(u1.subarray(7));
+    t.same((await got).map(String), ['one', 'two', 'three'], 'in order, the preload first');
+    pair.abort();
+    await done;
+  });
+
+  t.test('a burst of 64-byte datagrams is sealed many to a unit', async (t) => {
+    const client = await udp(t);
+    const port = await freePort();
+    const keys = keyPairs();
+    const fd = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: port, connect: { host: '127.0.0.1', port: client.address().port }, bufferBytes: 1 << 20 });
+    const [peer, sealed] = await unreadPair(t);
+    // The engine starts after the burst is queued in the socket: it reads it in as few units as the unit allows.
+    const burst = Array.from({ length: 600 }, (_, i) => Buffer.alloc(64, i & 0xff));
+    for (const d of burst) client.send(d, port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 50));
+    const raw: Buffer[] = [];
+    peer.on('data', (c: Buffer) => raw.push(c));
+    peer.resume();
+    const pair = engine.addUdp(fd, sealed, keys.a);
+    engine.closeFd(fd);
+    const done = ended(pair, sealed);
+    const deadline = Date.now() + 2_000;
+    while (pair.datagramsUp < 600 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 20));
+    const opened = openUnits(keys.b.down, Buffer.concat(raw));
+    const ds = unframe(opened.payload);
+    t.equal(ds.length, 600, 'all 600 sealed');
+    t.same(ds.map(sha), burst.map(sha), 'in order, intact');
+    t.ok(opened.units <= 3, `in ${opened.units} units (at most 256 datagrams each)`);
+    pair.abort();
+    await done;
+    t.equal(engine.live, 0, 'no pair left');
+  });
+}
