@@ -918,6 +918,58 @@ static napi_value js_udp_socket(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/*
+ * udpDrain(fd): the datagrams queued on a socket udpSocket() just made, as
+ * [payload, address, port] triples (at most 1,024), read and removed.
+ * Between its bind() and its connect() a socket is an unconnected member
+ * of the port's SO_REUSEPORT group, and the kernel may have handed it any
+ * client's datagram; the caller routes these as if they had reached the
+ * public socket. After connect() only its own peer's arrive.
+ */
+static napi_value js_udp_drain(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  int32_t fd;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "udpDrain(fd)");
+  napi_create_array(env, &out);
+  unsigned char *buf = malloc(DGRAM_MAX);
+  if (!buf) return fail(env, "out of memory");
+  for (uint32_t n = 0; n < 1024;) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    ssize_t r = recvfrom(fd, buf, DGRAM_MAX, MSG_DONTWAIT, (struct sockaddr *)&ss, &sl);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      continue; /* a queued ICMP error: nothing to route */
+    }
+    char host[INET6_ADDRSTRLEN];
+    int port;
+    if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+      port = ntohs(a->sin6_port);
+    } else {
+      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+      inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+      port = ntohs(a->sin_port);
+    }
+    napi_value triple, data, addr, p;
+    void *copy;
+    napi_create_buffer_copy(env, (size_t)r, buf, &copy, &data);
+    napi_create_string_utf8(env, host, NAPI_AUTO_LENGTH, &addr);
+    napi_create_int32(env, port, &p);
+    napi_create_array_with_length(env, 3, &triple);
+    napi_set_element(env, triple, 0, data);
+    napi_set_element(env, triple, 1, addr);
+    napi_set_element(env, triple, 2, p);
+    napi_set_element(env, out, n++, triple);
+  }
+  free(buf);
+  return out;
+}
+
 /* closeFd(fd): closes a descriptor udpSocket() made once the engine holds its own copy. */
 static napi_value js_close_fd(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1005,6 +1057,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"add", NULL, js_add, NULL, NULL, NULL, napi_default, NULL},
       {"addUdp", NULL, js_add_udp, NULL, NULL, NULL, napi_default, NULL},
       {"udpSocket", NULL, js_udp_socket, NULL, NULL, NULL, napi_default, NULL},
+      {"udpDrain", NULL, js_udp_drain, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"abort", NULL, js_abort, NULL, NULL, NULL, napi_default, NULL},
       {"firstByte", NULL, js_first_byte, NULL, NULL, NULL, napi_default, NULL},

@@ -42,6 +42,7 @@ interface Addon {
   add(id: number, plain: number, sealed: number, upKey: Buffer, upPrefix: Buffer, downKey: Buffer, downPrefix: Buffer, unit: number, preload: Buffer | null, counters: Float64Array): void;
   addUdp(id: number, udp: number, sealed: number, upKey: Buffer, upPrefix: Buffer, downKey: Buffer, downPrefix: Buffer, unit: number, preload: Buffer | null, counters: Float64Array): void;
   udpSocket(v6: boolean, bindHost: string, bindPort: number, connectHost: string | null, connectPort: number, bufferBytes: number): number;
+  udpDrain(fd: number): [Buffer, string, number][];
   closeFd(fd: number): void;
   abort(id: number): void;
   firstByte(fd: number): number;
@@ -203,6 +204,17 @@ export class SealedEngine {
     const err: NodeJS.ErrnoException = new Error(`udp socket ${spec.bindHost}:${spec.bindPort}${spec.connect ? ` -> ${spec.connect.host}:${spec.connect.port}` : ''}: ${code}`);
     err.code = code;
     throw err;
+  }
+
+  /**
+   * Reads and returns what is queued on a socket udpSocket() just made:
+   * between its bind and its connect, the kernel may have handed it any
+   * client's datagram (it was an unconnected member of the port's
+   * SO_REUSEPORT group). The caller routes them as if the public socket
+   * had received them.
+   */
+  udpDrain(fd: number): { data: Buffer; address: string; port: number }[] {
+    return this.addon.udpDrain(fd).map(([data, address, port]) => ({ data, address, port }));
   }
 
   /** Closes a descriptor udpSocket() made and nothing else owns (addUdp() works on its own copy). */

@@ -162,6 +162,32 @@ if (!engine) {
     t.equal((await done).code, 'ABORTED');
   });
 
+  t.test('udpDrain returns what an unconnected member of the group got, with each sender\'s address', async (t) => {
+    const pubFd = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: 0, bufferBytes: 0 });
+    const pub = dgram.createSocket('udp4');
+    await new Promise<void>((res) => pub.bind({ fd: pubFd }, res));
+    t.teardown(() => new Promise<void>((res) => pub.close(() => res())));
+    const port = pub.address().port;
+    // A second member, not connected (as a flow's socket is between its bind and its connect): the kernel spreads clients over both.
+    const member = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: port, bufferBytes: 0 });
+    const senders = await Promise.all(Array.from({ length: 40 }, () => udp(t)));
+    const pubGot = collect(pub, 40, 500);
+    senders.forEach((s, i) => s.send(Buffer.from(`s${i}`), port, '127.0.0.1'));
+    const viaPub = await pubGot;
+    const drained = engine.udpDrain(member);
+    engine.closeFd(member);
+    t.equal(viaPub.length + drained.length, 40, `every datagram is in one of the two (${drained.length} in the second member)`);
+    t.ok(drained.length > 0, 'the kernel gave the unconnected member some');
+    const bad = drained.filter((d) => {
+      const i = Number(String(d.data).slice(1));
+      return d.address !== '127.0.0.1' || d.port !== senders[i]!.address().port;
+    });
+    t.equal(bad.length, 0, 'each drained datagram carries its sender\'s address and port');
+    const fresh = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: 0, bufferBytes: 0 });
+    t.same(engine.udpDrain(fresh), [], 'nothing queued: empty');
+    engine.closeFd(fresh);
+  });
+
   /** A datagram pair whose UDP side is connected to `app` and whose data connection's far end the test plays. */
   async function udpPairWithPeer(t: Test, appPort: number, preload: Buffer | null = null) {
     const keys = keyPairs();
