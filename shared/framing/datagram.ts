@@ -9,6 +9,26 @@ export const MAX_DATAGRAM_BYTES = 65_535;
 /** Bytes of framing per datagram. */
 export const DATAGRAM_HEADER_BYTES = 2;
 
+/**
+ * A length no UDP payload can have (IPv4 carries at most 65,507 bytes,
+ * IPv6 65,527) marks a **seal record** instead of a datagram: the relay's
+ * request that the agent move this flow onto a sealed data connection
+ * (docs/native-data-path.md), followed by the 16-byte id. Only sent to an
+ * agent whose Hello said `sealed_udp`; a decoder without an `onSeal`
+ * handler reads it as a datagram, as before.
+ */
+export const SEAL_RECORD_MARK = 0xffff;
+export const SEAL_ID_BYTES = 16;
+
+/** A seal record: `[0xffff][id:16]`. */
+export function encodeSealRecord(id: Uint8Array): Buffer {
+  if (id.length !== SEAL_ID_BYTES) throw new RangeError(`a seal record's id is ${SEAL_ID_BYTES} bytes`);
+  const out = Buffer.allocUnsafe(DATAGRAM_HEADER_BYTES + SEAL_ID_BYTES);
+  out.writeUInt16BE(SEAL_RECORD_MARK, 0);
+  out.set(id, DATAGRAM_HEADER_BYTES);
+  return out;
+}
+
 /** Frames one datagram: `[len:u16be][payload]`. Throws RangeError above 65,535 bytes. */
 export function encodeDatagram(payload: Uint8Array): Buffer {
   return encodeDatagrams([payload]);
@@ -50,8 +70,14 @@ export class DatagramDecoder {
   /** The datagram being reassembled across chunks, and how much of it arrived. */
   private part: Buffer | null = null;
   private partLen = 0;
+  /** The part being reassembled is a seal record's id. */
+  private partIsSeal = false;
 
-  constructor(private readonly onDatagram: (datagram: Buffer) => void) {}
+  /** `onSeal`: seal records are handed to it (their id) instead of read as datagrams. */
+  constructor(
+    private readonly onDatagram: (datagram: Buffer) => void,
+    private readonly onSeal: ((id: Buffer) => void) | null = null,
+  ) {}
 
   /** Bytes held that do not yet make a whole datagram (framing included). */
   get pending(): number {
@@ -77,17 +103,26 @@ export class DatagramDecoder {
       if (this.partLen < part.length) return;
       this.part = null;
       this.partLen = 0;
-      this.onDatagram(part);
+      if (this.partIsSeal) {
+        this.partIsSeal = false;
+        this.onSeal!(part);
+      } else this.onDatagram(part);
     }
     while (n - off >= DATAGRAM_HEADER_BYTES) {
       const len = (chunk[off]! << 8) | chunk[off + 1]!;
       const start = off + DATAGRAM_HEADER_BYTES;
-      if (n - start >= len) {
+      if (len === SEAL_RECORD_MARK && this.onSeal !== null) {
+        if (n - start >= SEAL_ID_BYTES) {
+          off = start + SEAL_ID_BYTES;
+          this.onSeal(Buffer.from(chunk.subarray(start, off)));
+          continue;
+        }
+        this.startPart(SEAL_RECORD_MARK);
+      } else if (n - start >= len) {
         off = start + len;
         this.onDatagram(chunk.subarray(start, off));
         continue;
-      }
-      this.startPart(len);
+      } else this.startPart(len);
       chunk.copy(this.part!, 0, start, n);
       this.partLen = n - start;
       return;
@@ -96,6 +131,10 @@ export class DatagramDecoder {
   }
 
   private startPart(len: number): void {
+    if (len === SEAL_RECORD_MARK && this.onSeal !== null) {
+      this.partIsSeal = true;
+      len = SEAL_ID_BYTES;
+    }
     this.part = Buffer.allocUnsafe(len);
     this.partLen = 0;
     if (len === 0) {

@@ -1,7 +1,7 @@
 // UDP stream framing and the drop-oldest queue, byte by byte, no sockets.
 import t from 'tap';
 import fc from 'fast-check';
-import { DatagramDecoder, encodeDatagram, encodeDatagrams, MAX_DATAGRAM_BYTES } from '../../shared/framing/datagram.js';
+import { DatagramDecoder, encodeDatagram, encodeDatagrams, encodeSealRecord, MAX_DATAGRAM_BYTES } from '../../shared/framing/datagram.js';
 import { DropOldestQueue } from '../../shared/udp/drop-oldest-queue.js';
 
 function decodeAll(chunks: Buffer[]): { out: Buffer[]; pending: number } {
@@ -71,6 +71,32 @@ t.test('property: any datagrams, any chunking, round-trip exactly', async (t) =>
     { numRuns: 300 },
   );
   t.pass('300 random runs');
+});
+
+t.test('seal records: [0xffff][id:16] between datagrams, split at every byte, go to onSeal; without it they read as a datagram', async (t) => {
+  const id = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+  t.same([...encodeSealRecord(id)], [0xff, 0xff, ...id], 'wire form');
+  t.throws(() => encodeSealRecord(Buffer.alloc(15)), RangeError, 'an id is 16 bytes');
+  const a = Buffer.from('before');
+  const b = Buffer.alloc(1472, 7);
+  const wire = Buffer.concat([encodeDatagram(a), encodeSealRecord(id), encodeDatagram(b)]);
+  let bad = 0;
+  for (let cut = 0; cut <= wire.length; cut++) {
+    for (const cut2 of [cut, Math.min(wire.length, cut + 1), Math.min(wire.length, cut + 9)]) {
+      const out: Buffer[] = [];
+      const seals: Buffer[] = [];
+      const d = new DatagramDecoder((x) => out.push(Buffer.from(x)), (x) => seals.push(Buffer.from(x)));
+      d.push(wire.subarray(0, cut));
+      d.push(wire.subarray(cut, cut2));
+      d.push(wire.subarray(cut2));
+      if (out.length !== 2 || !out[0]!.equals(a) || !out[1]!.equals(b) || seals.length !== 1 || !seals[0]!.equals(id) || d.pending !== 0) bad++;
+    }
+  }
+  t.equal(bad, 0, 'every split decodes to the two datagrams and one seal record');
+  // A decoder without onSeal (an agent that never said sealed_udp) sees a 65,535-byte datagram under way, as before.
+  const { out, pending } = decodeAll([wire]);
+  t.equal(out.length, 1, 'only the datagram before it');
+  t.equal(pending, 2 + wire.length - encodeDatagram(a).length - 2, 'the rest is a datagram still arriving');
 });
 
 t.test('drop-oldest queue: bounded by count and bytes, keeps the newest, counts drops', async (t) => {
