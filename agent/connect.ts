@@ -69,6 +69,7 @@ export async function connectTunnel(config: AgentConfig, onStream: (s: MuxStream
         hostname: os.hostname(),
         localHost: config.localHost,
         sealedData: engine !== null && tlsSocket !== null,
+        sealedUdp: engine !== null && tlsSocket !== null,
         mappings: config.mappings.map((m) => ({
           internalPort: m.internalPort,
           externalPort: m.externalPort ?? 0,

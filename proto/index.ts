@@ -72,6 +72,7 @@ export interface Hello {
   mappings?: MappingSpec[];
   localHost?: string;
   sealedData?: boolean;
+  sealedUdp?: boolean;
 }
 
 export interface Welcome {

@@ -9,18 +9,17 @@
  * itself, like any mux stream — the open-result says `unsealed`.
  */
 import net from 'node:net';
-import { pairKeys, preamble, SEALED_ACK } from '../../shared/sealed/keys.js';
-import { stopReading, type SealedPair } from '../../shared/sealed/engine.js';
+import { pairKeys } from '../../shared/sealed/keys.js';
+import type { SealedPair } from '../../shared/sealed/engine.js';
 import { splice } from '../../shared/util/splice.js';
 import type { MuxStream } from '../../shared/mux/index.js';
 import type { StreamHeader } from '../../proto/index.js';
 import { nothingListeningMessage, sendOpenError, sendOpenOk } from './open-result.js';
 import type { AgentStreamContext, SealedDataPath } from './types.js';
+import { dialDataConnection, type PendingDataConnection } from './data-connection.js';
 
 /** How long a reused data connection may still be finishing its previous stream on this side. */
 const REUSE_WAIT_MS = 2_000;
-/** How long a new data connection may take to be answered before the stream rides the mux instead. */
-const DATA_ANSWER_MS = 5_000;
 
 export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number, ctx: AgentStreamContext, sealed: SealedDataPath): void {
   const id = Buffer.from(header.sealedId!);
@@ -38,6 +37,7 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
   const app = net.connect({ host: ctx.localHost, port, allowHalfOpen: true, noDelay: true });
   app.pause(); // never read by Node: the engine takes it over
   let data: net.Socket | null = null;
+  let pending: PendingDataConnection | null = null;
   let dataState: 'pending' | 'ok' | 'failed' = 'pending';
   let appUp = false;
   let decided = false;
@@ -49,6 +49,7 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
     clearTimeout(timer);
     app.destroy();
     data?.destroy();
+    pending?.cancel();
   };
   function fail(why: 'APP' | 'TIMEOUT' | 'STREAM', err?: NodeJS.ErrnoException): void {
     if (failed || decided) return;
@@ -125,39 +126,9 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
   if (poolId) {
     void sealed.pool.waitFor(poolId, REUSE_WAIT_MS).then((s) => (s ? dataOk(s) : dataFailed('the idle data connection the relay chose is gone here')));
   } else {
-    void sealed.dial().then((dialed) => {
-      if (!dialed) {
-        dataFailed('a burst: no free slot to set up a data connection in time');
-      } else if (failed || decided) {
-        dialed.sock.destroy();
-        dialed.done();
-      } else {
-        const s = dialed.sock;
-        data = s;
-        s.on('error', () => undefined);
-        const answerTimer = setTimeout(() => {
-          dialed.done();
-          dataFailed('the relay did not answer the data connection');
-        }, DATA_ANSWER_MS);
-        const gone = () => {
-          clearTimeout(answerTimer);
-          dialed.done();
-          dataFailed('the relay closed the data connection (refused)');
-        };
-        s.once('close', gone);
-        s.once('connect', () => s.write(preamble(id, secrets)));
-        // The relay answers a matched preamble with one byte, then sends nothing until this side's open-result.
-        s.once('data', (answer: Buffer) => {
-          stopReading(s);
-          clearTimeout(answerTimer);
-          dialed.done();
-          s.off('close', gone);
-          if (answer.length === 1 && answer[0] === SEALED_ACK) dataOk(s);
-          else dataFailed('unexpected answer on the data connection');
-        });
-        s.resume();
-      }
-    });
+    pending = dialDataConnection(sealed, id, secrets);
+    // (A TCP stream's relay side sends nothing before this side's open-result: bytes behind the answer are wrong.)
+    void pending.result.then((r) => (!r.ok ? dataFailed(r.why) : r.preload.length === 0 ? dataOk(r.sock) : (r.sock.destroy(), dataFailed('unexpected answer on the data connection'))));
   }
   stream.once('close', () => {
     if (pair) {

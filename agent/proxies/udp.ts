@@ -5,6 +5,13 @@
  * (shared/framing/datagram.ts); replies wait in a bounded drop-oldest queue
  * while the stream is backpressured. The relay owns the idle clock: it ends
  * the stream when the flow expires, and the socket closes with it.
+ *
+ * A busy flow the relay asks to seal (a seal record on its stream) moves
+ * onto a sealed data connection: the same socket — the app keeps seeing
+ * the same peer — is handed to the native engine, which reads and sends
+ * its datagrams from then on (docs/native-data-path.md). Datagrams still
+ * arriving on the stream are sent as before; should the data connection
+ * fail, JavaScript reads the socket again and the stream carries the flow.
  */
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
@@ -12,6 +19,9 @@ import net from 'node:net';
 import { DatagramDecoder } from '../../shared/framing/datagram.js';
 import { DatagramWriter, type QueueLimits } from '../../shared/udp/datagram-writer.js';
 import { Protocol } from '../../proto/index.js';
+import { pairKeys } from '../../shared/sealed/keys.js';
+import type { SealedUdpPair } from '../../shared/sealed/engine.js';
+import { dialDataConnection, type PendingDataConnection } from './data-connection.js';
 import type { MuxStream } from '../../shared/mux/index.js';
 import { sendOpenError, sendOpenOk } from './open-result.js';
 import type { AgentStreamContext, AgentStreamHandler } from './types.js';
@@ -24,7 +34,7 @@ const SOCKET_BUFFER_BYTES = 1024 * 1024;
 const WARN_INTERVAL_MS = 5_000;
 
 /** Counters of this agent's UDP flows (process-wide; for logs and tests). */
-export const udpAgentStats = { flows: 0, opened: 0, datagramsIn: 0, datagramsOut: 0, drops: 0 };
+export const udpAgentStats = { flows: 0, opened: 0, datagramsIn: 0, datagramsOut: 0, drops: 0, sealed: 0 };
 let lastDropWarn = 0;
 
 export const udpHandler: AgentStreamHandler = (stream, _header, mapping, ctx) => {
@@ -85,15 +95,69 @@ function serve(stream: MuxStream, sock: dgram.Socket, port: number, ctx: AgentSt
   }
   const writer = new DatagramWriter(QUEUE_LIMITS, (n) => drop(n, ctx));
   writer.attach(stream);
-  const decoder = new DatagramDecoder((d) => {
-    if (closed) return;
-    if (sock.getSendQueueCount() >= SEND_QUEUE_MAX) {
-      drop(1, ctx);
+  let pair: SealedUdpPair | null = null;
+  let sealing: PendingDataConnection | null = null;
+  /** The relay's seal record: the flow moves onto a data connection (one at a time; a failed one is not retried). */
+  const seal = (id: Buffer) => {
+    const sealed = ctx.sealed;
+    if (closed || !sealed || sealing || pair) return;
+    let secrets;
+    try {
+      secrets = sealed.secrets(id); // (throws once the tunnel's TLS socket is gone)
+    } catch {
       return;
     }
-    udpAgentStats.datagramsOut++;
-    sock.send(d);
-  });
+    const keys = pairKeys(secrets, 'agent');
+    const pending = (sealing = dialDataConnection(sealed, id, secrets));
+    void pending.result.then((r) => {
+      if (!r.ok) {
+        ctx.logger.debug({ port, why: r.why }, 'udp flow not sealed; the stream carries it');
+        return;
+      }
+      const fd = closed ? -1 : stopReceiving(sock);
+      if (fd < 0) {
+        r.sock.destroy();
+        return;
+      }
+      let p: SealedUdpPair;
+      try {
+        p = pair = sealed.engine.addUdp(fd, r.sock, keys, r.preload);
+      } catch (err) {
+        ctx.logger.warn({ err: (err as Error).message }, 'cannot hand a udp flow to the sealed engine');
+        r.sock.destroy();
+        resumeReceiving(sock);
+        return;
+      }
+      udpAgentStats.sealed++;
+      const dataSock = r.sock;
+      const onDataClose = () => p.abort();
+      dataSock.once('close', onDataClose);
+      void p.done.then((res) => {
+        dataSock.off('close', onDataClose);
+        dataSock.destroy();
+        pair = null;
+        udpAgentStats.datagramsIn += p.datagramsUp;
+        udpAgentStats.datagramsOut += p.datagramsDown;
+        udpAgentStats.drops += p.drops;
+        if (closed) return;
+        // The data connection failed: JavaScript reads the socket again and the stream carries the flow.
+        ctx.logger.debug({ port, code: res.code }, 'sealed udp flow ended; the stream carries it again');
+        resumeReceiving(sock);
+      });
+    });
+  };
+  const decoder = new DatagramDecoder(
+    (d) => {
+      if (closed) return;
+      if (sock.getSendQueueCount() >= SEND_QUEUE_MAX) {
+        drop(1, ctx);
+        return;
+      }
+      udpAgentStats.datagramsOut++;
+      sock.send(d);
+    },
+    ctx.sealed ? seal : null,
+  );
   sock.on('message', (msg) => {
     udpAgentStats.datagramsIn++;
     writer.push(msg);
@@ -110,6 +174,8 @@ function serve(stream: MuxStream, sock: dgram.Socket, port: number, ctx: AgentSt
     if (closed) return;
     closed = true;
     udpAgentStats.flows--;
+    sealing?.cancel();
+    pair?.abort();
     writer.close();
     try {
       sock.close();
@@ -130,4 +196,25 @@ function drop(n: number, ctx: AgentStreamContext): void {
   if (now - lastDropWarn < WARN_INTERVAL_MS) return;
   lastDropWarn = now;
   ctx.logger.warn({ drops: udpAgentStats.drops }, `udp overload: the tunnel cannot carry replies as fast as local apps send them; dropped the oldest queued datagrams (${udpAgentStats.drops} dropped so far)`);
+}
+
+type DgramHandle = { fd?: number; recvStart?: () => number; recvStop?: () => number };
+
+/** node:dgram's handle (its state is kept under a symbol; the `_handle` getter is deprecated). */
+function handleOf(sock: dgram.Socket): DgramHandle | undefined {
+  const key = Object.getOwnPropertySymbols(sock).find((k) => k.description === 'state symbol');
+  return key ? (sock as unknown as Record<symbol, { handle?: DgramHandle }>)[key]?.handle : undefined;
+}
+
+/** Stops libuv reading a UDP socket (the engine reads it now) and returns its descriptor, or -1. */
+function stopReceiving(sock: dgram.Socket): number {
+  const h = handleOf(sock);
+  if (!h || typeof h.fd !== 'number' || h.fd < 0 || !h.recvStop) return -1;
+  h.recvStop();
+  return h.fd;
+}
+
+/** JavaScript reads the socket again (its 'message' handler still attached). */
+function resumeReceiving(sock: dgram.Socket): void {
+  handleOf(sock)?.recvStart?.();
 }

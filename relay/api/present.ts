@@ -45,6 +45,8 @@ export function serverDetail(s: ServerRecord, status: ServerStatus, mappings: Ma
           drops: status.udp.drops ?? 0,
           refused_by_cap: status.udp.refusedByCap ?? 0,
           expired_flows: status.udp.expiredFlows ?? 0,
+          sealed_flows: status.udp.sealedFlows ?? 0,
+          sealed_total: status.udp.sealedTotal ?? 0,
         }
       : null,
     public_hostname: publicHostname,

@@ -16,7 +16,7 @@ export interface ServerStatus {
   transport: string | null;
   /** Agents connected with the server's token (replicas share it); the other fields describe the oldest. */
   agents: number;
-  /** UDP counters (flows, datagramsIn/Out, drops, refusedByCap, expiredFlows), null before any UDP traffic. */
+  /** UDP counters (flows, datagramsIn/Out, drops, refusedByCap, expiredFlows, sealedFlows, sealedTotal), null before any UDP traffic. */
   udp: Record<string, number> | null;
 }
 

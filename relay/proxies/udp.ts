@@ -5,6 +5,10 @@
  * datagrams both ways (shared/framing/datagram.ts), so a slow or stalled flow
  * only fills its own bounded queue. Flows expire after udp.flow_idle_timeout
  * without a datagram either way and are capped per server.
+ *
+ * A busy flow (SEAL_AFTER_DATAGRAMS one way) whose agent can is
+ * moved onto a sealed data connection moved by the native engine
+ * (udp-sealed.ts); the public sockets are bound with SO_REUSEPORT for it.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -20,6 +24,8 @@ import { LoopGuard } from './loop-guard.js';
 import type { PortPublisher, PublishProblem, PublisherDeps } from './types.js';
 import { rawIpAllowed } from '../access/raw.js';
 import type { LiveConn } from '../stats/usage.js';
+import { sealedEngine, type SealedUdpPair } from '../../shared/sealed/engine.js';
+import { sealFlow, type SealingFlow } from './udp-sealed.js';
 
 /** How long the agent has to answer a flow's stream header. */
 const OPEN_TIMEOUT_MS = 15_000;
@@ -29,6 +35,13 @@ const FAILED_FLOW_HOLD_MS = 1_000;
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Datagrams allowed to wait in libuv for a public socket before we drop instead. */
 const SEND_QUEUE_MAX = 4096;
+/** A flow is moved onto a sealed data connection once this many datagrams came from its client (or from the app). */
+const SEAL_AFTER_DATAGRAMS = 64;
+/**
+ * Sealed flows per public port: each is a connected socket on that port,
+ * and the kernel looks a datagram's socket up along that list.
+ */
+const MAX_SEALED_FLOWS_PER_PORT = 32;
 /** At most one overload / cap warning per server this often. */
 const WARN_INTERVAL_MS = 5_000;
 
@@ -46,6 +59,9 @@ export interface UdpServerStats {
   /** Datagrams of new flows refused because the server was at udp.max_flows_per_server. */
   refusedByCap: number;
   expiredFlows: number;
+  /** Flows running on a sealed data connection now, and all that did since the relay started. */
+  sealedFlows: number;
+  sealedTotal: number;
 }
 
 interface PortSocket {
@@ -57,6 +73,11 @@ interface PortSocket {
   flows: Map<string, RelayFlow>;
   /** The flow of the previous datagram: a burst from one client finds its flow without building the map key. */
   last: RelayFlow | null;
+  /** Bound with SO_REUSEPORT by the engine: flows on it can be sealed. */
+  sealable: boolean;
+  v6: boolean;
+  /** Flows on it sealed or being sealed now. */
+  sealedFlows: number;
 }
 
 type FlowState = 'opening' | 'open' | 'failed' | 'closed';
@@ -75,6 +96,14 @@ class RelayFlow {
   readonly bytes = { aToB: 0, bToA: 0 };
   /** The usage statistics' handle while the flow is open (relay/observability.ts). */
   live: LiveConn | null = null;
+  /** The agent serving it, once its stream is open. */
+  session: AgentSession | null = null;
+  /** The datagram count (either way) at which sealing is (next) considered. */
+  sealAt = SEAL_AFTER_DATAGRAMS;
+  sealing: SealingFlow | null = null;
+  /** The engine's pair while the flow runs sealed, and its counters already added to the flow's. */
+  pair: SealedUdpPair | null = null;
+  readonly pairSeen = { up: 0, down: 0, datagramsUp: 0, datagramsDown: 0, drops: 0 };
 
   constructor(
     readonly key: string,
@@ -91,7 +120,7 @@ class RelayFlow {
   }
 
   get drops(): number {
-    return this.writer.dropped + this.sendDrops;
+    return this.writer.dropped + this.sendDrops + this.pairSeen.drops;
   }
 }
 
@@ -204,9 +233,21 @@ export class UdpPublisher implements PortPublisher {
 
   private bind(serverId: string, port: number, target: string): Promise<void> {
     const host = this.deps.config.ports.bind;
+    const v6 = net.isIPv6(host);
     // '::' is dual-stack (IPv4 clients arrive as ::ffff:a.b.c.d); '0.0.0.0' is IPv4 only, like the TCP listeners.
-    const socket = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', reuseAddr: false });
-    const ps: PortSocket = { serverId, port, target, socket, flows: new Map(), last: null };
+    const socket = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: false });
+    // Where flows can be sealed, the engine binds the socket (SO_REUSEPORT: a sealed flow gets a connected socket on the same port).
+    const engine = this.deps.sealed && net.isIP(host) !== 0 ? sealedEngine() : null;
+    let fd = -1;
+    if (engine) {
+      try {
+        fd = engine.udpSocket({ v6, bindHost: host, bindPort: port, bufferBytes: 0 });
+      } catch (err) {
+        socket.close();
+        return Promise.reject(err);
+      }
+    }
+    const ps: PortSocket = { serverId, port, target, socket, flows: new Map(), last: null, sealable: fd >= 0, v6, sealedFlows: 0 };
     this.sockets.set(port, ps);
     return new Promise<void>((resolve, reject) => {
       socket.once('error', (err) => {
@@ -214,7 +255,7 @@ export class UdpPublisher implements PortPublisher {
         socket.close();
         reject(err);
       });
-      socket.bind({ port, address: host, exclusive: true }, () => {
+      socket.bind(fd >= 0 ? { fd } : { port, address: host, exclusive: true }, () => {
         socket.removeAllListeners('error');
         socket.on('error', (err) => this.deps.logger.debug({ server: serverId, port, err: err.message }, 'public udp socket error'));
         try {
@@ -261,6 +302,83 @@ export class UdpPublisher implements PortPublisher {
     flow.bytes.aToB += msg.length;
     flow.lastActive = Date.now();
     flow.writer.push(msg);
+    if (flow.rx >= flow.sealAt) this.trySeal(flow);
+  }
+
+  /** Moves a busy flow onto a sealed data connection, when its agent, its port and the engine can. */
+  private trySeal(flow: RelayFlow): void {
+    const ps = flow.ps;
+    const session = flow.session;
+    const engine = sealedEngine();
+    const rendezvous = this.deps.sealed;
+    if (flow.state !== 'open' || flow.stream === null || session === null) {
+      flow.sealAt = flow.state === 'opening' ? flow.sealAt + SEAL_AFTER_DATAGRAMS : Infinity;
+      return;
+    }
+    if (ps.sealedFlows >= MAX_SEALED_FLOWS_PER_PORT) {
+      flow.sealAt += 16 * SEAL_AFTER_DATAGRAMS; // another flow may have ended by then
+      return;
+    }
+    flow.sealAt = Infinity; // one try per flow
+    if (!ps.sealable || !session.sealedUdp || !engine || !rendezvous) return;
+    ps.sealedFlows++; // (counted from the try on, so a burst of new flows cannot pass the limit)
+    flow.sealing = sealFlow({
+      engine,
+      rendezvous,
+      session,
+      stream: flow.stream,
+      v6: ps.v6,
+      bindHost: this.deps.config.ports.bind,
+      port: ps.port,
+      clientHost: flow.rinfoAddress,
+      clientPort: flow.clientPort,
+      bufferBytes: SOCKET_BUFFER_BYTES,
+      timeoutMs: OPEN_TIMEOUT_MS,
+      logger: this.deps.logger,
+      onStray: (data, address, port) => this.onMessage(ps, data, { address, port, family: ps.v6 ? 'IPv6' : 'IPv4', size: data.length }),
+      onSealed: (pair) => {
+        flow.pair = pair;
+        flow.stats.sealedFlows++;
+        flow.stats.sealedTotal++;
+        this.deps.logger.debug({ server: ps.serverId, port: ps.port, client: `${flow.clientAddress}:${flow.clientPort}` }, 'udp flow sealed');
+      },
+      onEnded: (code, ran) => {
+        ps.sealedFlows--;
+        flow.sealing = null;
+        if (!ran) return;
+        flow.stats.sealedFlows--;
+        this.syncPair(flow);
+        flow.pair = null;
+        if (flow.state === 'open') this.deps.logger.debug({ server: ps.serverId, port: ps.port, code }, 'sealed udp flow ended; its stream carries it again');
+      },
+    });
+    if (flow.sealing === null) ps.sealedFlows--; // (no secrets: the tunnel is going away)
+  }
+
+  /** Adds what a sealed flow's pair moved since the last look to the flow's and server's counters. */
+  private syncPair(flow: RelayFlow): void {
+    const p = flow.pair;
+    if (p === null) return;
+    const seen = flow.pairSeen;
+    const up = p.up - seen.up;
+    const down = p.down - seen.down;
+    const dgUp = p.datagramsUp - seen.datagramsUp;
+    const dgDown = p.datagramsDown - seen.datagramsDown;
+    const drops = p.drops - seen.drops;
+    if (up === 0 && down === 0 && drops === 0) return;
+    seen.up += up;
+    seen.down += down;
+    seen.datagramsUp += dgUp;
+    seen.datagramsDown += dgDown;
+    seen.drops += drops;
+    flow.lastActive = Date.now();
+    flow.bytes.aToB += up;
+    flow.bytes.bToA += down;
+    flow.rx += dgUp;
+    flow.tx += dgDown;
+    flow.stats.datagramsIn += dgUp;
+    flow.stats.datagramsOut += dgDown;
+    if (drops > 0) this.countDrops(flow, drops);
   }
 
   private newFlow(ps: PortSocket, key: string, rinfo: dgram.RemoteInfo): RelayFlow | undefined {
@@ -319,6 +437,7 @@ export class UdpPublisher implements PortPublisher {
     }
     const stream = opened.stream;
     flow.stream = stream;
+    flow.session = session;
     stream.on('error', () => undefined);
     stream.once('close', () => {
       if (flow.stream === stream) this.closeFlow(flow, 'stream closed');
@@ -367,6 +486,7 @@ export class UdpPublisher implements PortPublisher {
     } catch {
       // Socket closed under us: the flow goes with it.
     }
+    if (flow.tx >= flow.sealAt) this.trySeal(flow); // (a flow busy the other way: a stream the app sends)
   }
 
   /** Keeps a refused flow's entry (dropping its datagrams) for `holdMs`, then forgets it. */
@@ -374,6 +494,7 @@ export class UdpPublisher implements PortPublisher {
     if (flow.state === 'closed') return;
     flow.state = 'failed';
     flow.failedUntil = Date.now() + holdMs;
+    flow.sealing?.cancel();
     flow.writer.close();
     const s = flow.stream;
     flow.stream = null;
@@ -382,6 +503,7 @@ export class UdpPublisher implements PortPublisher {
 
   private closeFlow(flow: RelayFlow, reason: string): void {
     if (flow.state === 'closed') return;
+    this.syncPair(flow);
     if (flow.live !== null) {
       this.deps.obs?.connectionClosed(flow.live);
       flow.live = null;
@@ -395,6 +517,7 @@ export class UdpPublisher implements PortPublisher {
     st.flows--;
     this.flowCount--;
     if (reason === 'idle') st.expiredFlows++;
+    flow.sealing?.cancel();
     flow.writer.close();
     const s = flow.stream;
     flow.stream = null;
@@ -441,7 +564,7 @@ export class UdpPublisher implements PortPublisher {
 
   private statsOf(serverId: string): UdpServerStats {
     let s = this.stats.get(serverId);
-    if (!s) this.stats.set(serverId, (s = { flows: 0, datagramsIn: 0, datagramsOut: 0, drops: 0, refusedByCap: 0, expiredFlows: 0 }));
+    if (!s) this.stats.set(serverId, (s = { flows: 0, datagramsIn: 0, datagramsOut: 0, drops: 0, refusedByCap: 0, expiredFlows: 0, sealedFlows: 0, sealedTotal: 0 }));
     return s;
   }
 
@@ -465,6 +588,7 @@ export class UdpPublisher implements PortPublisher {
     const idle = this.deps.config.udp.flowIdleTimeout;
     for (const ps of this.sockets.values()) {
       for (const f of [...ps.flows.values()]) {
+        this.syncPair(f);
         if (f.state === 'failed' ? now >= f.failedUntil : now - f.lastActive >= idle) this.closeFlow(f, f.state === 'failed' ? 'refused' : 'idle');
       }
     }

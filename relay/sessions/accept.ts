@@ -166,6 +166,7 @@ export function acceptAgent(conn: Duplex, peer: PeerInfo, deps: AcceptDeps): voi
           canLoop: isLocalAddress(peer.remoteAddress) && bindCovers(config.ports.bind, localHost),
           // Sealed data connections: both sides can, and the keys come from this TLS session.
           sealed: deps.sealed && hello.sealedData && conn instanceof TLSSocket ? (id) => streamSecrets(conn, id) : null,
+          sealedUdp: hello.sealedUdp === true,
           logger: log.child({ server: server.id }),
           config,
         });

@@ -39,6 +39,8 @@ export interface AgentSessionInit {
   canLoop: boolean;
   /** Secrets of a sealed stream with this id, when the agent takes sealed data connections (docs/native-data-path.md). */
   sealed?: ((id: Buffer) => StreamSecrets) | null;
+  /** With `sealed`: the agent moves UDP flows onto sealed data connections when asked (a seal record). */
+  sealedUdp?: boolean;
   logger: Logger;
   config: RelayConfig;
 }
@@ -59,6 +61,8 @@ export class AgentSession extends EventEmitter {
   readonly localHost: string;
   readonly canLoop: boolean;
   readonly sealed: ((id: Buffer) => StreamSecrets) | null;
+  /** The agent takes seal records on UDP flows (only with `sealed`). */
+  readonly sealedUdp: boolean;
   /** Sealed data connections between streams (when sealed). */
   readonly dataPool: IdleDataConnections | null;
   readonly connectedAt = new Date();
@@ -83,6 +87,7 @@ export class AgentSession extends EventEmitter {
     this.localHost = init.localHost;
     this.canLoop = init.canLoop;
     this.sealed = init.sealed ?? null;
+    this.sealedUdp = this.sealed !== null && init.sealedUdp === true;
     const engine = this.sealed ? sealedEngine() : null;
     this.dataPool = engine ? new IdleDataConnections({ max: IDLE_DATA_CONNECTIONS, idleMs: DATA_CONNECTION_IDLE_MS, quiet: (s) => engine.quiet(s) }) : null;
     this.logger = init.logger;

@@ -107,6 +107,8 @@ export const serverDetailSchema = {
         drops: { type: 'integer' },
         refused_by_cap: { type: 'integer' },
         expired_flows: { type: 'integer' },
+        sealed_flows: { type: 'integer', description: 'flows running on a sealed data connection now (docs/native-data-path.md)' },
+        sealed_total: { type: 'integer', description: 'flows moved onto a sealed data connection since the relay started' },
       },
     },
     public_hostname: { type: 'string' },

@@ -1,0 +1,179 @@
+// Sealed UDP flows (docs/native-data-path.md), real relay and agent
+// processes on loopback: a busy flow moves onto a sealed data connection
+// and its datagrams still arrive intact both ways (sha256 of each), from
+// the public port, counted exactly; so does one busy only from the app's
+// side; a quiet flow stays on its stream; at
+// most 32 flows per port are sealed and the rest still work; a cut data
+// connection leaves the flow on its stream; expired flows leave no pair,
+// no data connection and no sealed flow behind.
+import t from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import type dgram from 'node:dgram';
+import { eventually, startCluster, TARGET_HOST, type Cluster } from '../helpers/cluster.js';
+import { bindUdp, closeUdp, request, startUdpTarget } from '../helpers/udp.js';
+
+const IDLE_MS = 1_500;
+let cluster: Cluster;
+
+t.before(async () => {
+  cluster = await startCluster({ relay: { logLevel: 'debug', extraYaml: `udp: { flow_idle_timeout: ${IDLE_MS}ms }` }, server: { udp: true } });
+});
+t.teardown(async () => {
+  await cluster?.stop();
+});
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const tunnelPort = () => Number(cluster.relay.tunnelAddr.split(':')[1]);
+
+async function udpStats(): Promise<Record<string, number>> {
+  const view = await cluster.relay.api('GET', `/v1/servers/${cluster.server.id}`);
+  return view.body.data.udp_stats ?? {};
+}
+
+/** Local ports of the agent's established TCP connections to the relay's tunnel port (the tunnel and data connections). */
+function tunnelConns(): number[] {
+  const out = execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${tunnelPort()} )`], { encoding: 'utf8' });
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => Number(/:(\d+)\s/.exec(l.split(/\s+/)[2] + ' ')?.[1]))
+    .filter((n) => n > 0);
+}
+
+/** Sends `ds` from `sock` to the public port in bursts (of 20, 2 ms apart by default), and collects the echoes (up to `ms` after the last). */
+async function echoAll(sock: dgram.Socket, port: number, ds: Buffer[], ms = 1_500, burst = 20, gapMs = 2): Promise<Buffer[]> {
+  const got: Buffer[] = [];
+  const on = (m: Buffer, r: dgram.RemoteInfo) => {
+    if (r.port === port) got.push(m);
+  };
+  sock.on('message', on);
+  for (let i = 0; i < ds.length; i += burst) {
+    for (const d of ds.slice(i, i + burst)) sock.send(d, port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+  const deadline = Date.now() + ms;
+  while (got.length < ds.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  sock.off('message', on);
+  return got;
+}
+
+/** Waits until every flow expired and nothing sealed is left. */
+async function allExpired(): Promise<boolean> {
+  return eventually(async () => {
+    const s = await udpStats();
+    return s.flows === 0 && s.sealed_flows === 0 && tunnelConns().length === 1;
+  }, 4 * IDLE_MS + 5_000);
+}
+
+t.test('a busy flow is sealed: 5,000 datagrams each way intact, from the public port, counted exactly; then nothing left', async (t) => {
+  const port = cluster.server.ports[0]!;
+  const target = await startUdpTarget(TARGET_HOST, port);
+  t.teardown(() => target.close());
+  const sock = await bindUdp('127.0.0.1');
+  t.teardown(() => closeUdp(sock));
+  const before = await udpStats();
+  const ds = Array.from({ length: 5_000 }, (_, i) => randomBytes(1 + ((i * 7919) % 1472)));
+  const got = await echoAll(sock, port, ds);
+  t.equal(got.length, ds.length, 'every echo came back (from the public port)');
+  t.same(got.map(sha).sort(), ds.map(sha).sort(), 'each one intact (sha256)');
+  t.equal(target.sources.size, 1, 'the app saw one peer for the whole flow (the same agent socket before and after sealing)');
+  t.equal(target.received, ds.length, 'the app got each datagram once');
+  const during = await udpStats();
+  t.equal(during.sealed_total - (before.sealed_total ?? 0), 1, 'the flow was sealed');
+  t.equal(during.sealed_flows, 1, 'and runs sealed now');
+  t.equal(tunnelConns().length, 2, 'beside the tunnel, one data connection');
+  t.ok(await allExpired(), 'after the idle timeout: no flow, no sealed flow, no data connection');
+  const after = await udpStats();
+  t.equal(after.datagrams_in - (before.datagrams_in ?? 0), ds.length, 'datagrams in counted exactly (stream and sealed parts)');
+  t.equal(after.datagrams_out - (before.datagrams_out ?? 0), ds.length, 'datagrams out counted exactly');
+  t.equal(after.drops - (before.drops ?? 0), 0, 'nothing dropped');
+});
+
+t.test('a quiet flow (under 64 datagrams) stays on its stream', async (t) => {
+  const port = cluster.server.ports[1]!;
+  const target = await startUdpTarget(TARGET_HOST, port);
+  t.teardown(() => target.close());
+  const sock = await bindUdp('127.0.0.1');
+  t.teardown(() => closeUdp(sock));
+  const before = await udpStats();
+  for (let i = 0; i < 20; i++) t.equal((await request(sock, port, '127.0.0.1', Buffer.from(`q${i}`))).toString(), `q${i}`);
+  const after = await udpStats();
+  t.equal(after.sealed_total, before.sealed_total, 'not sealed');
+  t.equal(tunnelConns().length, 1, 'no data connection');
+  t.ok(await allExpired());
+});
+
+t.test('a flow busy the other way (the app streams after one request) is sealed too, and every datagram arrives', async (t) => {
+  const port = cluster.server.ports[4]!;
+  const N = 1_000;
+  const sent: Buffer[] = [];
+  const target = await startUdpTarget(TARGET_HOST, port, null);
+  target.socket.on('message', (_m, r) => {
+    void (async () => {
+      for (let i = 0; i < N; i += 20) {
+        for (let j = i; j < i + 20; j++) {
+          const d = Buffer.from(`${j}:${randomBytes(16).toString('hex')}`);
+          sent.push(d);
+          target.socket.send(d, r.port, r.address);
+        }
+        await new Promise((res) => setTimeout(res, 2));
+      }
+    })();
+  });
+  t.teardown(() => target.close());
+  const sock = await bindUdp('127.0.0.1');
+  t.teardown(() => closeUdp(sock));
+  const before = await udpStats();
+  const got: Buffer[] = [];
+  sock.on('message', (m) => got.push(m));
+  sock.send(Buffer.from('go'), port, '127.0.0.1');
+  await eventually(() => got.length >= N, 5_000).catch(() => undefined);
+  t.equal(got.length, N, 'every datagram the app sent arrived');
+  t.same(got.map(sha).sort(), sent.map(sha).sort(), 'intact');
+  t.equal((await udpStats()).sealed_total - (before.sealed_total ?? 0), 1, 'the flow was sealed');
+  t.ok(await allExpired());
+});
+
+t.test('40 busy flows on one port: 32 are sealed, the rest stay on their streams, all intact', async (t) => {
+  const port = cluster.server.ports[2]!;
+  const target = await startUdpTarget(TARGET_HOST, port);
+  t.teardown(() => target.close());
+  const socks = await Promise.all(Array.from({ length: 40 }, () => bindUdp('127.0.0.1')));
+  t.teardown(() => Promise.all(socks.map(closeUdp)));
+  const before = await udpStats();
+  const results = await Promise.all(
+    socks.map(async (s, i) => {
+      const ds = Array.from({ length: 150 }, (_, j) => Buffer.from(`${i}:${j}:${randomBytes(8).toString('hex')}`));
+      // 40 flows at once: 5 datagrams per flow every 10 ms (20,000/s in all) keeps every buffer on the way from overflowing.
+      const got = await echoAll(s, port, ds, 3_000, 5, 10);
+      return got.length === ds.length && got.map(sha).sort().join() === ds.map(sha).sort().join() ? 'ok' : `${got.length}/${ds.length}`;
+    }),
+  );
+  t.same(results.filter((r) => r !== 'ok'), [], 'every flow got every echo intact');
+  const during = await udpStats();
+  t.comment(`sealed ${during.sealed_total - (before.sealed_total ?? 0)}, drops ${during.drops - (before.drops ?? 0)}`);
+  t.equal(during.sealed_total - (before.sealed_total ?? 0), 32, '32 flows sealed (the per-port limit)');
+  t.ok(await allExpired(), 'all gone after the idle timeout');
+});
+
+t.test('a cut data connection: the flow goes on over its stream', async (t) => {
+  const port = cluster.server.ports[3]!;
+  const target = await startUdpTarget(TARGET_HOST, port);
+  t.teardown(() => target.close());
+  const sock = await bindUdp('127.0.0.1');
+  t.teardown(() => closeUdp(sock));
+  const tunnel = tunnelConns();
+  const first = Array.from({ length: 200 }, (_, i) => Buffer.from(`a${i}`));
+  t.equal((await echoAll(sock, port, first)).length, 200, 'first 200 echoed');
+  const data = await eventually(() => tunnelConns().find((p) => !tunnel.includes(p)), 5_000);
+  t.ok(data, 'the flow has a data connection');
+  execFileSync('ss', ['-K', 'dst', '127.0.0.1', 'dport', '=', String(tunnelPort()), 'sport', '=', String(data)], { stdio: 'ignore' });
+  t.ok(await eventually(async () => (await udpStats()).sealed_flows === 0, 5_000), 'the sealed flow ended');
+  const second = Array.from({ length: 200 }, (_, i) => Buffer.from(`b${i}`));
+  const got = await echoAll(sock, port, second);
+  t.equal(got.length, 200, 'the next 200 are echoed over the stream');
+  t.same(got.map(String).sort(), second.map(String).sort(), 'intact');
+  t.equal(target.sources.size, 1, 'the app still sees the same peer');
+  t.ok(await allExpired());
+});
