@@ -188,6 +188,41 @@ if (!engine) {
     engine.closeFd(fresh);
   });
 
+  t.test('wildcard binds steer the same: 0.0.0.0, and :: with IPv4-mapped and IPv6 clients', async (t) => {
+    const cases: [boolean, string, string, 'udp4' | 'udp6'][] = [
+      [false, '0.0.0.0', '127.0.0.1', 'udp4'],
+      [true, '::', '::ffff:127.0.0.1', 'udp4'],
+      [true, '::', '::1', 'udp6'],
+    ];
+    for (const [v6, host, client, type] of cases) {
+      const local = type === 'udp6' ? '::1' : '127.0.0.1';
+      const pfd = engine.udpSocket({ v6, bindHost: host, bindPort: 0, bufferBytes: 0 });
+      const pub = dgram.createSocket(v6 ? 'udp6' : 'udp4');
+      await new Promise<void>((res) => pub.bind({ fd: pfd }, res));
+      const port = pub.address().port;
+      const socks: dgram.Socket[] = [];
+      for (let i = 0; i < 2; i++) {
+        const s = dgram.createSocket(type);
+        await new Promise<void>((res) => s.bind(0, local, res));
+        socks.push(s);
+      }
+      const [a, b] = socks as [dgram.Socket, dgram.Socket];
+      const fd = engine.udpSocket({ v6, bindHost: host, bindPort: port, connect: { host: client, port: a.address().port }, bufferBytes: 0 });
+      const pubGot = collect(pub, 10, 1_000);
+      for (let i = 0; i < 10; i++) {
+        a.send(`a${i}`, port, local);
+        b.send(`b${i}`, port, local);
+      }
+      const p = (await pubGot).map(String);
+      await new Promise((r) => setTimeout(r, 50));
+      const mine = engine.udpDrain(fd);
+      t.ok(p.length === 10 && p.every((x) => x.startsWith('b')), `${host} / ${client}: the public socket got the other client's datagrams only`);
+      t.ok(mine.length === 10 && mine.every((x) => String(x.data).startsWith('a') && x.address === client && x.port === a.address().port), `${host} / ${client}: the connected socket got its client's, with its address`);
+      engine.closeFd(fd);
+      await Promise.all([pub, a, b].map((s) => new Promise<void>((res) => s.close(() => res()))));
+    }
+  });
+
   /** A datagram pair whose UDP side is connected to `app` and whose data connection's far end the test plays. */
   async function udpPairWithPeer(t: Test, appPort: number, preload: Buffer | null = null) {
     const keys = keyPairs();
