@@ -181,9 +181,89 @@ static void release_buf(struct dir *d) {
   d->buf = NULL;
 }
 
+/* ------------------------------------------------------ datagram pairs */
+
+/*
+ * Up, datagrams: reads whole datagrams off the UDP socket into the unit's
+ * plaintext (each behind its 2-byte length) until the socket is empty
+ * (*drained), the unit could not hold a largest datagram more, or
+ * DGRAMS_PER_UNIT. Returns the plaintext length (0: nothing came). While a
+ * unit is being sent nothing is read, so a data connection that cannot
+ * keep up leaves the datagrams to the kernel's buffer (and its drops).
+ */
+static int read_datagrams(struct pair *p, struct dir *d, int *drained) {
+  size_t fill = 0;
+  int n = 0, errs = 0;
+  while (n < DGRAMS_PER_UNIT && fill + DGRAM_HDR + DGRAM_MAX <= p->unit) {
+    unsigned char *at = d->buf + HDR + fill;
+    ssize_t r = recv(d->in, at + DGRAM_HDR, DGRAM_MAX, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK || ++errs > 8) {
+        *drained = 1;
+        break;
+      }
+      continue; /* an ICMP error reported on the socket (nothing listening there now): UDP goes on */
+    }
+    at[0] = (unsigned char)(r >> 8);
+    at[1] = (unsigned char)r;
+    fill += DGRAM_HDR + (size_t)r;
+    d->bytes += (uint64_t)r;
+    d->dgrams++;
+    n++;
+  }
+  return (int)fill;
+}
+
+/*
+ * Down, datagrams: the opened unit's plaintext is sent datagram by datagram
+ * (sendmmsg, SEND_BATCH at a time). A datagram the kernel refuses with an
+ * error is dropped and counted; a full send buffer (EAGAIN) waits for
+ * EPOLLOUT. Returns 1 when the unit is out, 0 when blocked, -1 on a
+ * malformed unit.
+ */
+static int flush_datagrams(struct pair *p, struct dir *d) {
+  unsigned char *pt = d->buf + HDR;
+  while (d->off < d->len) {
+    struct mmsghdr msgs[SEND_BATCH];
+    struct iovec iov[SEND_BATCH];
+    unsigned k = 0;
+    size_t at = d->off;
+    while (k < SEND_BATCH && at < d->len) {
+      if (d->len - at < DGRAM_HDR) return -1;
+      size_t n = ((size_t)pt[at] << 8) | pt[at + 1];
+      if (d->len - at - DGRAM_HDR < n) return -1;
+      iov[k].iov_base = pt + at + DGRAM_HDR;
+      iov[k].iov_len = n;
+      memset(&msgs[k], 0, sizeof msgs[k]);
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+      at += DGRAM_HDR + n;
+      k++;
+    }
+    int sent = sendmmsg(d->out, msgs, k, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      sent = 1; /* the first datagram was refused (ECONNREFUSED, ENOBUFS, ...): drop it, go on */
+      p->drops++;
+    } else {
+      for (int i = 0; i < sent; i++) {
+        d->bytes += iov[i].iov_len;
+        d->dgrams++;
+      }
+    }
+    for (int i = 0; i < sent; i++) d->off += DGRAM_HDR + iov[i].iov_len;
+  }
+  return 1;
+}
+
+/* ------------------------------------------------------ the two directions */
+
 /* 0: blocked or done; 1: budget used, more to do; -1: failed (p->code set). */
 static int step_up(struct pair *p) {
   struct dir *d = &p->d[UP];
+  int drained = 0; /* datagram pairs: the unit being sent emptied the socket; once it is out, wait for EPOLLIN */
   for (int units = 0; units < UNITS_PER_TURN;) {
     if (d->off < d->len) {
       ssize_t w = send(d->out, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -199,6 +279,7 @@ static int step_up(struct pair *p) {
         d->done = 1;
         return 0;
       }
+      if (drained) return 0;
       units++;
       continue;
     }
@@ -206,6 +287,18 @@ static int step_up(struct pair *p) {
     if (ensure_buf(p, d) < 0) {
       p->code = "OUT_OF_MEMORY";
       return -1;
+    }
+    if (p->udp) {
+      size_t fill = (size_t)read_datagrams(p, d, &drained);
+      if (fill == 0) {
+        release_buf(d); /* nothing in flight */
+        return 0;
+      }
+      if (seal_unit(d, (uint32_t)fill, 0) < 0) {
+        p->code = "CIPHER_FAILED";
+        return -1;
+      }
+      continue;
     }
     if (d->eof) {
       if (seal_unit(d, 0, FIN_BIT) < 0) {
@@ -260,7 +353,14 @@ static ssize_t read_sealed(struct pair *p, unsigned char *to, size_t n) {
 static int step_down(struct pair *p) {
   struct dir *d = &p->d[DOWN];
   for (int units = 0; units < UNITS_PER_TURN;) {
-    if (d->off < d->len) {
+    if (d->off < d->len && p->udp) {
+      int f = flush_datagrams(p, d);
+      if (f < 0) {
+        p->code = "PROTOCOL_ERROR";
+        return -1;
+      }
+      if (f == 0) return 0;
+    } else if (d->off < d->len) {
       ssize_t w = send(d->out, d->buf + HDR + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (w < 0) {
         if (errno == EINTR) continue;
@@ -292,8 +392,9 @@ static int step_down(struct pair *p) {
       d->ulen = word & ~FIN_BIT;
       d->unit_fin = (word & FIN_BIT) != 0;
       /* Our sender never seals an empty unit without FIN: refusing them keeps every unit counted
-         against the per-turn budget (a peer could otherwise keep the engine thread to itself). */
-      if (d->ulen > p->unit || d->unit_fin != (d->ulen == 0)) {
+         against the per-turn budget (a peer could otherwise keep the engine thread to itself).
+         A datagram pair's units are never empty and never end it. */
+      if (d->ulen > p->unit || (p->udp ? d->ulen == 0 || d->unit_fin : d->unit_fin != (d->ulen == 0))) {
         p->code = "PROTOCOL_ERROR";
         return -1;
       }
@@ -315,7 +416,7 @@ static int step_down(struct pair *p) {
       } else {
         d->off = 0;
         d->len = d->ulen;
-        d->bytes += d->ulen;
+        if (!p->udp) d->bytes += d->ulen; /* (datagrams count as they are sent) */
       }
       continue;
     }
@@ -336,181 +437,7 @@ static int step_down(struct pair *p) {
       return -1;
     }
     if (r == 0) {
-      p->code = "TRUNCATED"; /* the data connection ended without a FIN unit */
-      return -1;
-    }
-    d->have += (size_t)r;
-  }
-  return 1;
-}
-
-/* ------------------------------------------------------ datagram pairs */
-
-/*
- * Up, datagrams: read whole datagrams off the UDP socket into one unit
- * (each behind its 2-byte length) until the socket is empty, the unit
- * could not hold a largest datagram more, or DGRAMS_PER_UNIT; seal it and
- * send it like any unit. While a unit is being sent nothing is read, so a
- * data connection that cannot keep up leaves the datagrams to the kernel's
- * buffer (and its drops).
- */
-static int step_up_udp(struct pair *p) {
-  struct dir *d = &p->d[UP];
-  int drained = 0; /* the unit being sent emptied the socket: once it is out, wait for EPOLLIN */
-  for (int units = 0; units < UNITS_PER_TURN;) {
-    if (d->off < d->len) {
-      ssize_t w = send(d->out, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-        p->code = "DATA_CONNECTION_FAILED";
-        return -1;
-      }
-      d->off += (size_t)w;
-      if (d->off < d->len) continue;
-      if (drained) return 0;
-      units++;
-      continue;
-    }
-    if (ensure_buf(p, d) < 0) {
-      p->code = "OUT_OF_MEMORY";
-      return -1;
-    }
-    size_t fill = 0;
-    int n = 0, errs = 0;
-    while (n < DGRAMS_PER_UNIT && fill + DGRAM_HDR + DGRAM_MAX <= p->unit) {
-      unsigned char *at = d->buf + HDR + fill;
-      ssize_t r = recv(d->in, at + DGRAM_HDR, DGRAM_MAX, MSG_DONTWAIT);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || ++errs > 8) {
-          drained = 1;
-          break;
-        }
-        continue; /* an ICMP error reported on the socket (nothing listening there now): UDP goes on */
-      }
-      at[0] = (unsigned char)(r >> 8);
-      at[1] = (unsigned char)r;
-      fill += DGRAM_HDR + (size_t)r;
-      d->bytes += (uint64_t)r;
-      d->dgrams++;
-      n++;
-    }
-    if (n == 0) {
-      release_buf(d); /* nothing in flight */
-      return 0;
-    }
-    if (seal_unit(d, (uint32_t)fill, 0) < 0) {
-      p->code = "CIPHER_FAILED";
-      return -1;
-    }
-  }
-  return 1;
-}
-
-/*
- * Down, datagrams: the opened unit's plaintext is sent datagram by datagram
- * (sendmmsg, SEND_BATCH at a time). A datagram the kernel refuses with an
- * error is dropped and counted; a full send buffer (EAGAIN) waits for
- * EPOLLOUT. Returns 1 when the unit is out, 0 when blocked, -1 on a
- * malformed unit.
- */
-static int flush_datagrams(struct pair *p, struct dir *d) {
-  unsigned char *pt = d->buf + HDR;
-  while (d->off < d->len) {
-    struct mmsghdr msgs[SEND_BATCH];
-    struct iovec iov[SEND_BATCH];
-    unsigned k = 0;
-    size_t at = d->off;
-    while (k < SEND_BATCH && at < d->len) {
-      if (d->len - at < DGRAM_HDR) return -1;
-      size_t n = ((size_t)pt[at] << 8) | pt[at + 1];
-      if (d->len - at - DGRAM_HDR < n) return -1;
-      iov[k].iov_base = pt + at + DGRAM_HDR;
-      iov[k].iov_len = n;
-      memset(&msgs[k], 0, sizeof msgs[k]);
-      msgs[k].msg_hdr.msg_iov = &iov[k];
-      msgs[k].msg_hdr.msg_iovlen = 1;
-      at += DGRAM_HDR + n;
-      k++;
-    }
-    int sent = sendmmsg(d->out, msgs, k, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      sent = 1; /* the first datagram was refused (ECONNREFUSED, ENOBUFS, ...): drop it, go on */
-      p->drops++;
-    } else {
-      for (int i = 0; i < sent; i++) {
-        d->bytes += iov[i].iov_len;
-        d->dgrams++;
-      }
-    }
-    for (int i = 0; i < sent; i++) d->off += DGRAM_HDR + iov[i].iov_len;
-  }
-  return 1;
-}
-
-static int step_down_udp(struct pair *p) {
-  struct dir *d = &p->d[DOWN];
-  for (int units = 0; units < UNITS_PER_TURN;) {
-    if (d->consumed > 0 && d->off < d->len) {
-      int f = flush_datagrams(p, d);
-      if (f < 0) {
-        p->code = "PROTOCOL_ERROR";
-        return -1;
-      }
-      if (f == 0) return 0;
-    }
-    if (d->consumed > 0) { /* the opened unit is out: keep only what follows it */
-      size_t rest = d->have - d->consumed;
-      if (rest > 0) memmove(d->buf, d->buf + d->consumed, rest);
-      d->have = rest;
-      d->consumed = 0;
-      d->parsed = 0;
-      d->off = d->len = 0;
-    }
-    if (!d->parsed && d->have >= HDR) {
-      uint32_t word;
-      memcpy(&word, d->buf, HDR);
-      word = ntohl(word);
-      d->ulen = word & ~FIN_BIT;
-      /* A datagram pair's units are never empty and never end it. */
-      if (d->ulen > p->unit || d->ulen == 0 || (word & FIN_BIT) != 0) {
-        p->code = "PROTOCOL_ERROR";
-        return -1;
-      }
-      d->parsed = 1;
-    }
-    if (d->parsed && d->have >= HDR + d->ulen + TAG) {
-      if (open_unit(d) < 0) {
-        p->code = "BAD_TAG";
-        return -1;
-      }
-      units++;
-      d->consumed = HDR + d->ulen + TAG;
-      d->off = 0;
-      d->len = d->ulen;
-      continue;
-    }
-    if (ensure_buf(p, d) < 0) {
-      p->code = "OUT_OF_MEMORY";
-      return -1;
-    }
-    size_t want = d->parsed ? HDR + d->ulen + TAG - d->have : FIRST_READ;
-    if (want > HDR + p->unit + TAG - d->have) want = HDR + p->unit + TAG - d->have;
-    ssize_t r = read_sealed(p, d->buf + d->have, want);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        if (d->have == 0) release_buf(d); /* between units: nothing in flight */
-        return 0;
-      }
-      p->code = "DATA_CONNECTION_FAILED";
-      return -1;
-    }
-    if (r == 0) {
-      p->code = "TRUNCATED"; /* a datagram pair's data connection ends only when the pair is aborted */
+      p->code = "TRUNCATED"; /* the data connection ended without a FIN unit (a datagram pair's never has one) */
       return -1;
     }
     d->have += (size_t)r;
@@ -558,8 +485,8 @@ static void finish(struct pair *p, struct pair **done_list) {
 
 static void step(struct pair *p, struct pair **done_list) {
   if (p->state != ACTIVE) return;
-  int up = p->d[UP].done ? 0 : p->udp ? step_up_udp(p) : step_up(p);
-  int down = up < 0 || p->d[DOWN].done ? 0 : p->udp ? step_down_udp(p) : step_down(p);
+  int up = p->d[UP].done ? 0 : step_up(p);
+  int down = up < 0 || p->d[DOWN].done ? 0 : step_down(p);
   publish(p);
   if (up < 0 || down < 0 || (p->d[UP].done && p->d[DOWN].done)) {
     finish(p, done_list);
