@@ -365,7 +365,7 @@ export class UdpPublisher implements PortPublisher {
     const dgUp = p.datagramsUp - seen.datagramsUp;
     const dgDown = p.datagramsDown - seen.datagramsDown;
     const drops = p.drops - seen.drops;
-    if (up === 0 && down === 0 && drops === 0) return;
+    if (dgUp === 0 && dgDown === 0 && drops === 0) return; // (bytes move only with datagrams; empty ones count too)
     seen.up += up;
     seen.down += down;
     seen.datagramsUp += dgUp;

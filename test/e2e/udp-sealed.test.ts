@@ -2,7 +2,8 @@
 // processes on loopback: a busy flow moves onto a sealed data connection
 // and its datagrams still arrive intact both ways (sha256 of each), from
 // the public port, counted exactly; so does one busy only from the app's
-// side; a quiet flow stays on its stream; at
+// side; empty datagrams count and keep a sealed flow alive; a quiet flow
+// stays on its stream; at
 // most 32 flows per port are sealed and the rest still work; a cut data
 // connection leaves the flow on its stream; expired flows leave no pair,
 // no data connection and no sealed flow behind.
@@ -133,6 +134,33 @@ t.test('a flow busy the other way (the app streams after one request) is sealed 
   t.same(got.map(sha).sort(), sent.map(sha).sort(), 'intact');
   t.equal((await udpStats()).sealed_total - (before.sealed_total ?? 0), 1, 'the flow was sealed');
   t.ok(await allExpired());
+});
+
+t.test('a sealed flow of empty datagrams is counted and kept alive by them (no expiry while they flow)', async (t) => {
+  const port = cluster.server.ports[5]!;
+  const target = await startUdpTarget(TARGET_HOST, port);
+  t.teardown(() => target.close());
+  const sock = await bindUdp('127.0.0.1');
+  t.teardown(() => closeUdp(sock));
+  const before = await udpStats();
+  const burst = Array.from({ length: 100 }, () => Buffer.alloc(0));
+  t.equal((await echoAll(sock, port, burst)).length, 100, '100 empty datagrams echoed');
+  t.equal((await udpStats()).sealed_total - (before.sealed_total ?? 0), 1, 'the flow was sealed');
+  // One empty datagram every 400 ms for 3.2 s: over twice the idle timeout, never idle that long.
+  let echoed = 0;
+  for (let i = 0; i < 8; i++) {
+    const next = new Promise((r) => setTimeout(r, 400));
+    echoed += (await echoAll(sock, port, [Buffer.alloc(0)], 300)).length;
+    await next;
+  }
+  t.equal(echoed, 8, 'each later one echoed');
+  const during = await udpStats();
+  t.equal(during.expired_flows - (before.expired_flows ?? 0), 0, 'the flow did not expire while empty datagrams kept coming');
+  t.equal(during.sealed_flows, 1, 'still sealed');
+  t.ok(await allExpired());
+  const after = await udpStats();
+  t.equal(after.datagrams_in - (before.datagrams_in ?? 0), 108, 'every empty datagram counted in');
+  t.equal(after.datagrams_out - (before.datagrams_out ?? 0), 108, 'and out');
 });
 
 t.test('40 busy flows on one port: 32 are sealed, the rest stay on their streams, all intact', async (t) => {
