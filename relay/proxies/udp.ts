@@ -311,8 +311,9 @@ export class UdpPublisher implements PortPublisher {
     const session = flow.session;
     const engine = sealedEngine();
     const rendezvous = this.deps.sealed;
+    if (flow.state === 'opening') return; // (tried again once the agent accepts the flow)
     if (flow.state !== 'open' || flow.stream === null || session === null) {
-      flow.sealAt = flow.state === 'opening' ? flow.sealAt + SEAL_AFTER_DATAGRAMS : Infinity;
+      flow.sealAt = Infinity;
       return;
     }
     if (ps.sealedFlows >= MAX_SEALED_FLOWS_PER_PORT) {
@@ -467,6 +468,8 @@ export class UdpPublisher implements PortPublisher {
     stream.on('data', (chunk: Buffer) => decoder.push(chunk));
     stream.once('end', () => this.closeFlow(flow, 'agent ended'));
     stream.resume();
+    // A flow that got busy before the agent accepted it (a burst that outran the open) seals now.
+    if (flow.rx >= flow.sealAt || flow.tx >= flow.sealAt) this.trySeal(flow);
   }
 
   private toClient(flow: RelayFlow, d: Buffer): void {

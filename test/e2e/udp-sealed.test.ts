@@ -2,8 +2,8 @@
 // processes on loopback: a busy flow moves onto a sealed data connection
 // and its datagrams still arrive intact both ways (sha256 of each), from
 // the public port, counted exactly; so does one busy only from the app's
-// side; empty datagrams count and keep a sealed flow alive; a quiet flow
-// stays on its stream; at
+// side; empty datagrams count and keep a sealed flow alive; a burst that
+// outruns the flow's open still seals it; a quiet flow stays on its stream; at
 // most 32 flows per port are sealed and the rest still work; a cut data
 // connection leaves the flow on its stream; expired flows leave no pair,
 // no data connection and no sealed flow behind.
@@ -59,6 +59,13 @@ async function echoAll(sock: dgram.Socket, port: number, ds: Buffer[], ms = 1_50
   return got;
 }
 
+/** The number of flows sealed since `before`, once it reached `n` (the data connection is dialled after the 64th datagram, so it can land after the last echo) or after 5 s. */
+async function sealedSince(before: Record<string, number>, n: number): Promise<number> {
+  const count = async () => (await udpStats()).sealed_total - (before.sealed_total ?? 0);
+  await eventually(async () => (await count()) >= n, 5_000).catch(() => undefined);
+  return count();
+}
+
 /** Waits until every flow expired and nothing sealed is left. */
 async function allExpired(): Promise<boolean> {
   return eventually(async () => {
@@ -80,9 +87,8 @@ t.test('a busy flow is sealed: 5,000 datagrams each way intact, from the public 
   t.same(got.map(sha).sort(), ds.map(sha).sort(), 'each one intact (sha256)');
   t.equal(target.sources.size, 1, 'the app saw one peer for the whole flow (the same agent socket before and after sealing)');
   t.equal(target.received, ds.length, 'the app got each datagram once');
-  const during = await udpStats();
-  t.equal(during.sealed_total - (before.sealed_total ?? 0), 1, 'the flow was sealed');
-  t.equal(during.sealed_flows, 1, 'and runs sealed now');
+  t.equal(await sealedSince(before, 1), 1, 'the flow was sealed');
+  t.equal((await udpStats()).sealed_flows, 1, 'and runs sealed now');
   t.equal(tunnelConns().length, 2, 'beside the tunnel, one data connection');
   t.ok(await allExpired(), 'after the idle timeout: no flow, no sealed flow, no data connection');
   const after = await udpStats();
@@ -132,7 +138,7 @@ t.test('a flow busy the other way (the app streams after one request) is sealed 
   await eventually(() => got.length >= N, 5_000).catch(() => undefined);
   t.equal(got.length, N, 'every datagram the app sent arrived');
   t.same(got.map(sha).sort(), sent.map(sha).sort(), 'intact');
-  t.equal((await udpStats()).sealed_total - (before.sealed_total ?? 0), 1, 'the flow was sealed');
+  t.equal(await sealedSince(before, 1), 1, 'the flow was sealed');
   t.ok(await allExpired());
 });
 
@@ -145,7 +151,7 @@ t.test('a sealed flow of empty datagrams is counted and kept alive by them (no e
   const before = await udpStats();
   const burst = Array.from({ length: 100 }, () => Buffer.alloc(0));
   t.equal((await echoAll(sock, port, burst)).length, 100, '100 empty datagrams echoed');
-  t.equal((await udpStats()).sealed_total - (before.sealed_total ?? 0), 1, 'the flow was sealed');
+  t.equal(await sealedSince(before, 1), 1, 'the flow was sealed');
   // One empty datagram every 400 ms for 3.2 s: over twice the idle timeout, never idle that long.
   let echoed = 0;
   for (let i = 0; i < 8; i++) {
@@ -161,6 +167,21 @@ t.test('a sealed flow of empty datagrams is counted and kept alive by them (no e
   const after = await udpStats();
   t.equal(after.datagrams_in - (before.datagrams_in ?? 0), 108, 'every empty datagram counted in');
   t.equal(after.datagrams_out - (before.datagrams_out ?? 0), 108, 'and out');
+});
+
+t.test('a burst that arrives before the agent accepted the flow gets it sealed once the flow opens', async (t) => {
+  const port = cluster.server.ports[6]!;
+  const target = await startUdpTarget(TARGET_HOST, port);
+  t.teardown(() => target.close());
+  const sock = await bindUdp('127.0.0.1');
+  t.teardown(() => closeUdp(sock));
+  const before = await udpStats();
+  // 100 datagrams in one go: the relay reads them all before the agent's answer to the flow's open can arrive.
+  const burst = Array.from({ length: 100 }, (_, i) => Buffer.from(`burst ${i}`));
+  const got = await echoAll(sock, port, burst, 1_500, 100, 0);
+  t.same(got.map(String).sort(), burst.map(String).sort(), 'every datagram echoed, intact');
+  t.equal(await sealedSince(before, 1), 1, 'the flow was sealed without any later datagram');
+  t.ok(await allExpired());
 });
 
 t.test('40 busy flows on one port: 32 are sealed, the rest stay on their streams, all intact', async (t) => {
@@ -179,9 +200,9 @@ t.test('40 busy flows on one port: 32 are sealed, the rest stay on their streams
     }),
   );
   t.same(results.filter((r) => r !== 'ok'), [], 'every flow got every echo intact');
-  const during = await udpStats();
-  t.comment(`sealed ${during.sealed_total - (before.sealed_total ?? 0)}, drops ${during.drops - (before.drops ?? 0)}`);
-  t.equal(during.sealed_total - (before.sealed_total ?? 0), 32, '32 flows sealed (the per-port limit)');
+  const sealed = await sealedSince(before, 32);
+  t.comment(`sealed ${sealed}, drops ${(await udpStats()).drops - (before.drops ?? 0)}`);
+  t.equal(sealed, 32, '32 flows sealed (the per-port limit)');
   t.ok(await allExpired(), 'all gone after the idle timeout');
 });
 
