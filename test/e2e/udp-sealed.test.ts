@@ -12,7 +12,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import type dgram from 'node:dgram';
 import { eventually, startCluster, TARGET_HOST, type Cluster } from '../helpers/cluster.js';
-import { bindUdp, closeUdp, request, startUdpTarget } from '../helpers/udp.js';
+import { bindUdp, closeUdp, request, startUdpTarget, type UdpTarget } from '../helpers/udp.js';
+import type { Test } from 'tap';
 
 const IDLE_MS = 1_500;
 let cluster: Cluster;
@@ -30,6 +31,16 @@ const tunnelPort = () => Number(cluster.relay.tunnelAddr.split(':')[1]);
 async function udpStats(): Promise<Record<string, number>> {
   const view = await cluster.relay.api('GET', `/v1/servers/${cluster.server.id}`);
   return view.body.data.udp_stats ?? {};
+}
+
+/** The app on the cluster's `i`th public port (an echo unless `reply` says otherwise) and a client socket, both closed after the test. */
+async function flowOn(t: Test, i: number, reply?: null): Promise<{ port: number; target: UdpTarget; sock: dgram.Socket }> {
+  const port = cluster.server.ports[i]!;
+  const target = await startUdpTarget(TARGET_HOST, port, reply === null ? null : undefined);
+  t.teardown(() => target.close());
+  const sock = await bindUdp('127.0.0.1');
+  t.teardown(() => closeUdp(sock));
+  return { port, target, sock };
 }
 
 /** Local ports of the agent's established TCP connections to the relay's tunnel port (the tunnel and data connections). */
@@ -75,11 +86,7 @@ async function allExpired(): Promise<boolean> {
 }
 
 t.test('a busy flow is sealed: 5,000 datagrams each way intact, from the public port, counted exactly; then nothing left', async (t) => {
-  const port = cluster.server.ports[0]!;
-  const target = await startUdpTarget(TARGET_HOST, port);
-  t.teardown(() => target.close());
-  const sock = await bindUdp('127.0.0.1');
-  t.teardown(() => closeUdp(sock));
+  const { port, target, sock } = await flowOn(t, 0);
   const before = await udpStats();
   const ds = Array.from({ length: 5_000 }, (_, i) => randomBytes(1 + ((i * 7919) % 1472)));
   const got = await echoAll(sock, port, ds);
@@ -98,11 +105,7 @@ t.test('a busy flow is sealed: 5,000 datagrams each way intact, from the public 
 });
 
 t.test('a quiet flow (under 64 datagrams) stays on its stream', async (t) => {
-  const port = cluster.server.ports[1]!;
-  const target = await startUdpTarget(TARGET_HOST, port);
-  t.teardown(() => target.close());
-  const sock = await bindUdp('127.0.0.1');
-  t.teardown(() => closeUdp(sock));
+  const { port, sock } = await flowOn(t, 1);
   const before = await udpStats();
   for (let i = 0; i < 20; i++) t.equal((await request(sock, port, '127.0.0.1', Buffer.from(`q${i}`))).toString(), `q${i}`);
   const after = await udpStats();
@@ -112,10 +115,9 @@ t.test('a quiet flow (under 64 datagrams) stays on its stream', async (t) => {
 });
 
 t.test('a flow busy the other way (the app streams after one request) is sealed too, and every datagram arrives', async (t) => {
-  const port = cluster.server.ports[4]!;
+  const { port, target, sock } = await flowOn(t, 4, null);
   const N = 1_000;
   const sent: Buffer[] = [];
-  const target = await startUdpTarget(TARGET_HOST, port, null);
   target.socket.on('message', (_m, r) => {
     void (async () => {
       for (let i = 0; i < N; i += 20) {
@@ -128,9 +130,6 @@ t.test('a flow busy the other way (the app streams after one request) is sealed 
       }
     })();
   });
-  t.teardown(() => target.close());
-  const sock = await bindUdp('127.0.0.1');
-  t.teardown(() => closeUdp(sock));
   const before = await udpStats();
   const got: Buffer[] = [];
   sock.on('message', (m) => got.push(m));
@@ -143,11 +142,7 @@ t.test('a flow busy the other way (the app streams after one request) is sealed 
 });
 
 t.test('a sealed flow of empty datagrams is counted and kept alive by them (no expiry while they flow)', async (t) => {
-  const port = cluster.server.ports[5]!;
-  const target = await startUdpTarget(TARGET_HOST, port);
-  t.teardown(() => target.close());
-  const sock = await bindUdp('127.0.0.1');
-  t.teardown(() => closeUdp(sock));
+  const { port, sock } = await flowOn(t, 5);
   const before = await udpStats();
   const burst = Array.from({ length: 100 }, () => Buffer.alloc(0));
   t.equal((await echoAll(sock, port, burst)).length, 100, '100 empty datagrams echoed');
@@ -170,11 +165,7 @@ t.test('a sealed flow of empty datagrams is counted and kept alive by them (no e
 });
 
 t.test('a burst that arrives before the agent accepted the flow gets it sealed once the flow opens', async (t) => {
-  const port = cluster.server.ports[6]!;
-  const target = await startUdpTarget(TARGET_HOST, port);
-  t.teardown(() => target.close());
-  const sock = await bindUdp('127.0.0.1');
-  t.teardown(() => closeUdp(sock));
+  const { port, sock } = await flowOn(t, 6);
   const before = await udpStats();
   // 100 datagrams in one go: the relay reads them all before the agent's answer to the flow's open can arrive.
   const burst = Array.from({ length: 100 }, (_, i) => Buffer.from(`burst ${i}`));
@@ -185,9 +176,7 @@ t.test('a burst that arrives before the agent accepted the flow gets it sealed o
 });
 
 t.test('40 busy flows on one port: 32 are sealed, the rest stay on their streams, all intact', async (t) => {
-  const port = cluster.server.ports[2]!;
-  const target = await startUdpTarget(TARGET_HOST, port);
-  t.teardown(() => target.close());
+  const { port } = await flowOn(t, 2);
   const socks = await Promise.all(Array.from({ length: 40 }, () => bindUdp('127.0.0.1')));
   t.teardown(() => Promise.all(socks.map(closeUdp)));
   const before = await udpStats();
@@ -207,11 +196,7 @@ t.test('40 busy flows on one port: 32 are sealed, the rest stay on their streams
 });
 
 t.test('a cut data connection: the flow goes on over its stream', async (t) => {
-  const port = cluster.server.ports[3]!;
-  const target = await startUdpTarget(TARGET_HOST, port);
-  t.teardown(() => target.close());
-  const sock = await bindUdp('127.0.0.1');
-  t.teardown(() => closeUdp(sock));
+  const { port, target, sock } = await flowOn(t, 3);
   const tunnel = tunnelConns();
   const first = Array.from({ length: 200 }, (_, i) => Buffer.from(`a${i}`));
   t.equal((await echoAll(sock, port, first)).length, 200, 'first 200 echoed');
