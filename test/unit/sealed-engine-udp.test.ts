@@ -7,7 +7,8 @@
 // (nothing listening yet) do not end a pair; a malformed unit (a record
 // overrunning it, an empty unit, a FIN) resets only that pair; bytes read
 // before the hand-over come first; a burst is sealed many datagrams to a
-// unit; nothing stays live.
+// unit; large datagrams (65,507 bytes the largest) spread over units in
+// order; nothing stays live.
 import t, { type Test } from 'tap';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
@@ -291,6 +292,35 @@ if (!engine) {
     t.same((await got).map(String), ['one', 'two', 'three'], 'in order, the preload first');
     pair.abort();
     await done;
+  });
+
+  t.test('large datagrams, up to the largest, fill units of at most 256 KiB: in order, none lost, no wait for more', async (t) => {
+    const client = await udp(t);
+    const port = await freePort();
+    const keys = keyPairs();
+    const fd = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: port, connect: { host: '127.0.0.1', port: client.address().port }, bufferBytes: 4 << 20 });
+    const [peer, sealed] = await unreadPair(t);
+    // Queued before the engine starts: four fit a 256 KiB unit, the rest must follow in the next units without another datagram's wake-up.
+    const burst = Array.from({ length: 20 }, (_, i) => randomBytes(i === 0 ? 65_507 : 50_000 + ((i * 7919) % 15_000)));
+    for (const d of burst) client.send(d, port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 50));
+    const raw: Buffer[] = [];
+    peer.on('data', (c: Buffer) => raw.push(c));
+    peer.resume();
+    const pair = engine.addUdp(fd, sealed, keys.a);
+    engine.closeFd(fd);
+    const done = ended(pair, sealed);
+    const deadline = Date.now() + 2_000;
+    let opened = openUnits(keys.b.down, Buffer.alloc(0));
+    while (unframe((opened = openUnits(keys.b.down, Buffer.concat(raw))).payload).length < burst.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const ds = unframe(opened.payload);
+    t.equal(ds.length, burst.length, 'all 20 sealed without another datagram arriving');
+    t.same(ds.map(sha), burst.map(sha), 'in order, intact (the largest, 65,507 bytes, too)');
+    t.ok(opened.units >= 5, `over ${opened.units} units (each under 256 KiB)`);
+    t.equal(pair.datagramsUp, burst.length, 'counted once each');
+    pair.abort();
+    await done;
+    t.equal(engine.live, 0, 'no pair left');
   });
 
   t.test('a burst of 64-byte datagrams is sealed many to a unit', async (t) => {
