@@ -294,61 +294,58 @@ if (!engine) {
     await done;
   });
 
-  t.test('large datagrams, up to the largest, fill units of at most 256 KiB: in order, none lost, no wait for more', async (t) => {
+  /**
+   * Queues `burst` on a socket of a datagram pair before the pair starts (so the engine finds it
+   * all at once), then starts it and waits until every datagram came out sealed on the data
+   * connection (or 2 s passed). Returns what was opened there and the pair (aborted at the end).
+   */
+  async function sealQueuedBurst(t: Test, burst: Buffer[], bufferBytes: number) {
     const client = await udp(t);
     const port = await freePort();
     const keys = keyPairs();
-    const fd = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: port, connect: { host: '127.0.0.1', port: client.address().port }, bufferBytes: 4 << 20 });
+    const fd = engine!.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: port, connect: { host: '127.0.0.1', port: client.address().port }, bufferBytes });
     const [peer, sealed] = await unreadPair(t);
-    // Queued before the engine starts: four fit a 256 KiB unit, the rest must follow in the next units without another datagram's wake-up.
-    const burst = Array.from({ length: 20 }, (_, i) => randomBytes(i === 0 ? 65_507 : 50_000 + ((i * 7919) % 15_000)));
     for (const d of burst) client.send(d, port, '127.0.0.1');
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 50)); // (lets node:dgram's queued sends reach the socket before the engine starts)
     const raw: Buffer[] = [];
     peer.on('data', (c: Buffer) => raw.push(c));
     peer.resume();
-    const pair = engine.addUdp(fd, sealed, keys.a);
-    engine.closeFd(fd);
+    const pair = engine!.addUdp(fd, sealed, keys.a);
+    engine!.closeFd(fd);
     const done = ended(pair, sealed);
+    t.teardown(async () => {
+      pair.abort();
+      await done;
+    });
     const deadline = Date.now() + 2_000;
-    let opened = openUnits(keys.b.down, Buffer.alloc(0));
-    while (unframe((opened = openUnits(keys.b.down, Buffer.concat(raw))).payload).length < burst.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    const ds = unframe(opened.payload);
-    t.equal(ds.length, burst.length, 'all 20 sealed without another datagram arriving');
-    t.same(ds.map(sha), burst.map(sha), 'in order, intact (the largest, 65,507 bytes, too)');
+    let opened = openUnits(keys.b.down, Buffer.concat(raw));
+    while (unframe(opened.payload).length < burst.length && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+      opened = openUnits(keys.b.down, Buffer.concat(raw));
+    }
+    return { opened, datagrams: unframe(opened.payload), pair };
+  }
+
+  t.test('large datagrams, up to the largest, fill units of at most 256 KiB: in order, none lost, no wait for more', async (t) => {
+    // Four fit a 256 KiB unit; the rest must follow in the next units without another datagram's wake-up.
+    const burst = Array.from({ length: 20 }, (_, i) => randomBytes(i === 0 ? 65_507 : 50_000 + ((i * 7919) % 15_000)));
+    const { opened, datagrams, pair } = await sealQueuedBurst(t, burst, 4 << 20);
+    t.equal(datagrams.length, burst.length, 'all 20 sealed without another datagram arriving');
+    t.same(datagrams.map(sha), burst.map(sha), 'in order, intact (the largest, 65,507 bytes, too)');
     t.ok(opened.units >= 5, `over ${opened.units} units (each under 256 KiB)`);
     t.equal(pair.datagramsUp, burst.length, 'counted once each');
-    pair.abort();
-    await done;
-    t.equal(engine.live, 0, 'no pair left');
   });
 
   t.test('a burst of 64-byte datagrams is sealed many to a unit', async (t) => {
-    const client = await udp(t);
-    const port = await freePort();
-    const keys = keyPairs();
-    const fd = engine.udpSocket({ v6: false, bindHost: '127.0.0.1', bindPort: port, connect: { host: '127.0.0.1', port: client.address().port }, bufferBytes: 1 << 20 });
-    const [peer, sealed] = await unreadPair(t);
-    // The engine starts after the burst is queued in the socket: it reads it in as few units as the unit allows.
+    // Read in as few units as the unit allows.
     const burst = Array.from({ length: 600 }, (_, i) => Buffer.alloc(64, i & 0xff));
-    for (const d of burst) client.send(d, port, '127.0.0.1');
-    await new Promise((r) => setTimeout(r, 50));
-    const raw: Buffer[] = [];
-    peer.on('data', (c: Buffer) => raw.push(c));
-    peer.resume();
-    const pair = engine.addUdp(fd, sealed, keys.a);
-    engine.closeFd(fd);
-    const done = ended(pair, sealed);
-    const deadline = Date.now() + 2_000;
-    while (pair.datagramsUp < 600 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 20));
-    const opened = openUnits(keys.b.down, Buffer.concat(raw));
-    const ds = unframe(opened.payload);
-    t.equal(ds.length, 600, 'all 600 sealed');
-    t.same(ds.map(sha), burst.map(sha), 'in order, intact');
+    const { opened, datagrams } = await sealQueuedBurst(t, burst, 1 << 20);
+    t.equal(datagrams.length, 600, 'all 600 sealed');
+    t.same(datagrams.map(sha), burst.map(sha), 'in order, intact');
     t.ok(opened.units <= 3, `in ${opened.units} units (at most 256 datagrams each)`);
-    pair.abort();
-    await done;
-    t.equal(engine.live, 0, 'no pair left');
+  });
+
+  t.test('after the burst tests (their pairs aborted at teardown), no pair is left', async (t) => {
+    t.equal(engine.live, 0);
   });
 }
