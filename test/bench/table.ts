@@ -98,6 +98,17 @@ export function judgeTargets(rows: Row[]): void {
         };
         break;
       }
+      case 'tp8': {
+        // The issue: 8 parallel streams at least as fast as one (Portico's own single-stream row).
+        const one = rows.find((r) => r.key === 'tp1')?.values[TUNNEL];
+        const a = ratio(t, one);
+        row.target = { text: '≥ 1 stream', pass: a === undefined ? null : a >= 1, detail: `${a?.toFixed(2) ?? '—'}× one stream` };
+        break;
+      }
+      case 'fair100':
+        // With 100 streams none gets less than half the mean.
+        row.target = { text: '≥ 0.5', pass: t === undefined ? null : t >= 0.5, detail: t === undefined ? '—' : t.toFixed(2) };
+        break;
       case 'conn': {
         const a = ratio(t, row.values[SSH]);
         row.target = { text: '≥2× ssh', pass: a === undefined ? null : a >= 2, detail: `${a?.toFixed(2) ?? '—'}× ssh` };

@@ -31,6 +31,23 @@ t.test('latency: the added µs over direct against +150 (p50) and +1,000 (p99)',
   t.equal(p99.target?.pass, true, '+930 within +1,000');
 });
 
+t.test('8 streams: at least Portico\'s own single stream; 100 streams: the slowest at least half the mean', async (t) => {
+  const one = row('tp1', 'rate', { direct: 3000, ssh: 500, 'ssh-aes': 700, portico: 800 });
+  const even = row('tp8', 'rate', { direct: 3500, portico: 800 });
+  const short = row('tp8', 'rate', { direct: 3500, ssh: 2000, portico: 799 });
+  const fair = row('fair100', 'fraction', { direct: 1, portico: 0.5 });
+  const starved = row('fair100', 'fraction', { direct: 1, portico: 0.49 });
+  judgeTargets([one, even, short, fair, starved]);
+  t.equal(even.target?.pass, true, 'as fast as one stream');
+  t.equal(short.target?.pass, false, 'a hair under one stream, whatever ssh did');
+  t.equal(short.target?.detail, '1.00× one stream', 'printed rounded, judged exactly');
+  t.equal(fair.target?.pass, true);
+  t.equal(starved.target?.pass, false);
+  const alone = row('tp8', 'rate', { direct: 3500, portico: 900 });
+  judgeTargets([alone]);
+  t.equal(alone.target?.pass, null, 'no single-stream row: cannot be judged');
+});
+
 t.test('connection rate: ≥2× ssh', async (t) => {
   const r = row('conn', 'rate', { direct: 12000, ssh: 500, portico: 999 });
   judgeTargets([r]);
