@@ -99,6 +99,7 @@ struct pair {
   int plain, sealed;
   size_t unit;
   int udp;        /* a datagram pair: plain is a connected UDP socket */
+  int gso;        /* datagram pairs: runs of equal datagrams go out as one segmented message */
   uint64_t drops; /* datagram pairs: datagrams the kernel refused on the UDP socket (dropped) */
   struct dir d[2];
   const unsigned char *pre; /* down: bytes JavaScript read off the data connection before handing over */
@@ -216,44 +217,97 @@ static int read_datagrams(struct pair *p, struct dir *d, int *drained) {
 }
 
 /*
- * Down, datagrams: the opened unit's plaintext is sent datagram by datagram
- * (sendmmsg, SEND_BATCH at a time). A datagram the kernel refuses with an
- * error is dropped and counted; a full send buffer (EAGAIN) waits for
- * EPOLLOUT. Returns 1 when the unit is out, 0 when blocked, -1 on a
- * malformed unit.
+ * Down, datagrams: the opened unit's plaintext is sent with sendmmsg, up to
+ * SEND_BATCH messages and SEND_IOVS datagrams a call. Where the kernel takes
+ * UDP segmentation offload (UDP_SEGMENT, Linux 4.18+), a run of datagrams of
+ * one size (the last of a run may be shorter) goes as one message the kernel
+ * cuts into those same datagrams: one pass down the stack instead of one per
+ * datagram, and the receiver still reads them one by one. A message the
+ * kernel refuses with an error is dropped and its datagrams counted; an
+ * error that says offload is not possible here turns it off for the pair and
+ * the same datagrams go again singly. A full send buffer (EAGAIN) waits for
+ * EPOLLOUT. Returns 1 when the unit is out, 0 when blocked, -1 on a malformed
+ * unit.
  */
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#define SEND_IOVS 256
+#define GSO_SEGS 64       /* the kernel's UDP_MAX_SEGMENTS before 6.x raised it */
+#define GSO_BYTES 61440   /* one message's payload, well inside an IPv4 or IPv6 datagram */
+static int gso_allowed = 1; /* PORTICO_UDP_GSO=0 turns it off (set once at init) */
+
 static int flush_datagrams(struct pair *p, struct dir *d) {
   unsigned char *pt = d->buf + HDR;
   while (d->off < d->len) {
     struct mmsghdr msgs[SEND_BATCH];
-    struct iovec iov[SEND_BATCH];
-    unsigned k = 0;
+    struct iovec iov[SEND_IOVS];
+    union {
+      char buf[CMSG_SPACE(sizeof(uint16_t))];
+      struct cmsghdr align;
+    } ctl[SEND_BATCH];
+    size_t span[SEND_BATCH], bytes[SEND_BATCH];
+    unsigned cnt[SEND_BATCH];
+    unsigned k = 0, ni = 0;
     size_t at = d->off;
-    while (k < SEND_BATCH && at < d->len) {
+    while (k < SEND_BATCH && ni < SEND_IOVS && at < d->len) {
       if (d->len - at < DGRAM_HDR) return -1;
       size_t n = ((size_t)pt[at] << 8) | pt[at + 1];
       if (d->len - at - DGRAM_HDR < n) return -1;
-      iov[k].iov_base = pt + at + DGRAM_HDR;
-      iov[k].iov_len = n;
-      memset(&msgs[k], 0, sizeof msgs[k]);
-      msgs[k].msg_hdr.msg_iov = &iov[k];
-      msgs[k].msg_hdr.msg_iovlen = 1;
+      struct mmsghdr *m = &msgs[k];
+      memset(m, 0, sizeof *m);
+      m->msg_hdr.msg_iov = &iov[ni];
+      size_t start = at, total = n;
+      unsigned c = 1;
+      iov[ni].iov_base = pt + at + DGRAM_HDR;
+      iov[ni++].iov_len = n;
       at += DGRAM_HDR + n;
+      if (p->gso && n > 0) {
+        while (c < GSO_SEGS && ni < SEND_IOVS && d->len - at >= DGRAM_HDR) {
+          size_t m2 = ((size_t)pt[at] << 8) | pt[at + 1];
+          if (d->len - at - DGRAM_HDR < m2 || m2 == 0 || m2 > n || total + m2 > GSO_BYTES) break;
+          iov[ni].iov_base = pt + at + DGRAM_HDR;
+          iov[ni++].iov_len = m2;
+          at += DGRAM_HDR + m2;
+          total += m2;
+          c++;
+          if (m2 < n) break; /* only a run's last datagram may be shorter */
+        }
+      }
+      m->msg_hdr.msg_iovlen = c;
+      if (c > 1) {
+        m->msg_hdr.msg_control = ctl[k].buf;
+        m->msg_hdr.msg_controllen = sizeof ctl[k].buf;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&m->msg_hdr);
+        cm->cmsg_level = IPPROTO_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t seg = (uint16_t)n;
+        memcpy(CMSG_DATA(cm), &seg, sizeof seg);
+      }
+      span[k] = at - start;
+      bytes[k] = total;
+      cnt[k] = c;
       k++;
     }
     int sent = sendmmsg(d->out, msgs, k, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      sent = 1; /* the first datagram was refused (ECONNREFUSED, ENOBUFS, ...): drop it, go on */
-      p->drops++;
-    } else {
-      for (int i = 0; i < sent; i++) {
-        d->bytes += iov[i].iov_len;
-        d->dgrams++;
+      if (cnt[0] > 1 && (errno == EINVAL || errno == EIO || errno == EMSGSIZE || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
+        p->gso = 0; /* no offload on this route: the same datagrams again, one by one */
+        continue;
       }
+      /* the first message was refused (ECONNREFUSED, ENOBUFS, ...): drop its datagrams, go on */
+      p->drops += cnt[0];
+      d->off += span[0];
+      continue;
     }
-    for (int i = 0; i < sent; i++) d->off += DGRAM_HDR + iov[i].iov_len;
+    for (int i = 0; i < sent; i++) {
+      d->off += span[i];
+      d->bytes += bytes[i];
+      d->dgrams += cnt[i];
+    }
   }
   return 1;
 }
@@ -661,6 +715,10 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "portico-sealed-pump", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_done, &E.done) != napi_ok) return fail(env, "cannot create the completion callback");
   napi_unref_threadsafe_function(env, E.done);
+  {
+    const char *g = getenv("PORTICO_UDP_GSO");
+    gso_allowed = !(g && strcmp(g, "0") == 0);
+  }
   E.epfd = epoll_create1(EPOLL_CLOEXEC);
   E.evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (E.epfd < 0 || E.evfd < 0) return fail(env, "cannot create the engine's epoll or eventfd");
@@ -712,6 +770,7 @@ static napi_value add_pair(napi_env env, napi_callback_info info, int udp) {
   if (!p) return fail(env, "out of memory");
   p->id = id;
   p->udp = udp;
+  p->gso = udp && gso_allowed;
   p->unit = (size_t)unit;
   p->counters = tdata;
   p->plain = -1;

@@ -6,7 +6,8 @@
 // port gets its own client's datagrams and no one else's; ICMP errors
 // (nothing listening yet) do not end a pair; a malformed unit (a record
 // overrunning it, an empty unit, a FIN) resets only that pair; bytes read
-// before the hand-over come first; a burst is sealed many datagrams to a
+// before the hand-over come first; runs of equal datagrams (sent as one
+// segmented message where the kernel can) come out one by one; a burst is sealed many datagrams to a
 // unit; large datagrams (65,507 bytes the largest) spread over units in
 // order; nothing stays live.
 import t, { type Test } from 'tap';
@@ -290,6 +291,31 @@ if (!engine) {
     const done = ended(pair, sealed);
     peer.write(u1.subarray(7));
     t.same((await got).map(String), ['one', 'two', 'three'], 'in order, the preload first');
+    pair.abort();
+    await done;
+  });
+
+  t.test('runs of equal datagrams in a unit reach the app one by one, in order, boundaries intact', async (t) => {
+    // Where the kernel offers UDP segmentation, a run of one size goes down as one message it cuts
+    // again: runs longer than a message holds, a shorter datagram ending a run, a longer one
+    // starting the next, empty datagrams, and the largest segments must all come out as sent.
+    const app = await udp(t);
+    const { keys, peer, pair, done } = await udpPairWithPeer(t, app.address().port);
+    const run = (n: number, size: number) => Array.from({ length: n }, () => randomBytes(size));
+    const units = [
+      [...run(50, 1460), ...run(1, 100), ...run(1, 0), ...run(70, 64), ...run(1, 65), ...run(3, 1000), ...run(1, 1001), ...run(20, 1472)],
+      [...run(4, 20_000), ...run(2, 0), ...run(130, 1), ...run(1, 65_507), ...run(5, 9000)],
+    ];
+    const all = units.flat();
+    const got = collect(app, all.length);
+    units.forEach((u, i) => peer.write(sealUnit(keys.b.up, i, frame(u))));
+    const a = await got;
+    t.equal(a.length, all.length, `the app got all ${all.length} datagrams`);
+    t.same(a.map((d) => d.length), all.map((d) => d.length), 'each with its own length');
+    t.same(a.map(sha), all.map(sha), 'in order, intact (sha256)');
+    t.equal(pair.datagramsDown, all.length, 'counted once each');
+    t.equal(pair.down, all.reduce((n, d) => n + d.length, 0), 'payload bytes counted');
+    t.equal(pair.drops, 0, 'nothing dropped');
     pair.abort();
     await done;
   });
