@@ -19,6 +19,7 @@ import { TLSSocket } from 'node:tls';
 import { sealedEngine, type SealedEngine } from '../shared/sealed/engine.js';
 import { streamSecrets } from '../shared/sealed/keys.js';
 import { IdleDataConnections } from '../shared/sealed/idle-pool.js';
+import { RecentIds } from '../shared/sealed/recent-ids.js';
 import type { SealedDataPath } from './proxies/types.js';
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, Protocol, type Welcome } from '../proto/index.js';
 
@@ -103,10 +104,17 @@ const MAX_DIALING = 16;
 /** How long a stream of a burst waits for a free dialing slot before it rides the mux instead. */
 const DIAL_QUEUE_MS = 2_000;
 
-/** Data connections go to the address the tunnel itself reached (the same relay, not another A record). */
-function sealedPath(engine: SealedEngine, tls: TLSSocket): SealedDataPath {
+/** Sealed ids remembered per session against a relay that names one twice (shared/sealed/recent-ids.ts). */
+const RECENT_IDS = 4096;
+
+/**
+ * Data connections go to the address the tunnel itself reached (the same relay, not another A record).
+ * Exported for its tests.
+ */
+export function sealedPath(engine: SealedEngine, tls: TLSSocket): SealedDataPath {
   const host = tls.remoteAddress!;
   const port = tls.remotePort!;
+  const used = new RecentIds(RECENT_IDS);
   let dialing = 0;
   const queue: ((ok: boolean) => void)[] = [];
   return {
@@ -114,7 +122,11 @@ function sealedPath(engine: SealedEngine, tls: TLSSocket): SealedDataPath {
     // The relay keeps at most 64 idle per session for 30 s and closes the rest itself; the agent's
     // sweep drops what the relay closed, its looser limits are only a backstop.
     pool: new IdleDataConnections({ max: 256, idleMs: 10 * 60_000, quiet: (s) => engine.quiet(s) }),
-    secrets: (id) => streamSecrets(tls, id),
+    secrets: (id) => {
+      // The same id again would seal under the same key and nonces: refuse it (PROTOCOL_ERROR).
+      if (!used.add(id)) throw new PorticoError('PROTOCOL_ERROR', `the relay named sealed id ${id.toString('hex')} a second time in this session; refused, since its keys and nonces would repeat`);
+      return streamSecrets(tls, id);
+    },
     dial: async () => {
       if (dialing < MAX_DIALING) dialing++;
       else {

@@ -9,6 +9,7 @@
  * itself, like any mux stream — the open-result says `unsealed`.
  */
 import net from 'node:net';
+import { isPorticoError } from '../../shared/errors.js';
 import { pairKeys } from '../../shared/sealed/keys.js';
 import type { SealedPair } from '../../shared/sealed/engine.js';
 import { splice } from '../../shared/util/splice.js';
@@ -28,9 +29,12 @@ export function sealedTcp(stream: MuxStream, header: StreamHeader, port: number,
   const connId = poolId ?? id.toString('hex');
   let secrets;
   try {
-    secrets = sealed.secrets(id); // (throws once the tunnel's TLS socket is gone)
-  } catch {
-    stream.destroy();
+    secrets = sealed.secrets(id); // (throws once the tunnel's TLS socket is gone, or for a reused id)
+  } catch (err) {
+    if (isPorticoError(err)) {
+      ctx.logger.warn({ port, code: err.code }, err.message);
+      sendOpenError(stream, err.code, err.message);
+    } else stream.destroy();
     return;
   }
   const keys = pairKeys(secrets, 'agent');

@@ -10,7 +10,7 @@ import type { IdleDataConnections } from '../../shared/sealed/idle-pool.js';
 /** What the agent needs for sealed data connections (when the relay asked for them in Welcome). */
 export interface SealedDataPath {
   engine: SealedEngine;
-  /** Secrets of stream `id`, from the tunnel's TLS session. */
+  /** Secrets of stream `id`, from the tunnel's TLS session. Throws once that socket is gone, or PROTOCOL_ERROR for an id it gave before. */
   secrets(id: Buffer): StreamSecrets;
   /**
    * A new TCP connection to the relay's tunnel address, paused. At most

@@ -16,6 +16,7 @@
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
+import { isPorticoError } from '../../shared/errors.js';
 import { DatagramDecoder } from '../../shared/framing/datagram.js';
 import { DatagramWriter, type QueueLimits } from '../../shared/udp/datagram-writer.js';
 import { Protocol } from '../../proto/index.js';
@@ -103,8 +104,10 @@ function serve(stream: MuxStream, sock: dgram.Socket, port: number, ctx: AgentSt
     if (closed || !sealed || sealing || pair) return;
     let secrets;
     try {
-      secrets = sealed.secrets(id); // (throws once the tunnel's TLS socket is gone)
-    } catch {
+      secrets = sealed.secrets(id); // (throws once the tunnel's TLS socket is gone, or for a reused id)
+    } catch (err) {
+      // The flow stays on its stream.
+      if (isPorticoError(err)) ctx.logger.warn({ port, code: err.code }, err.message);
       return;
     }
     const keys = pairKeys(secrets, 'agent');
