@@ -236,6 +236,8 @@ static int read_datagrams(struct pair *p, struct dir *d, int *drained) {
 #define GSO_SEGS 64       /* the kernel's UDP_MAX_SEGMENTS before 6.x raised it */
 #define GSO_BYTES 61440   /* one message's payload, well inside an IPv4 or IPv6 datagram */
 static int gso_allowed = 1; /* PORTICO_UDP_GSO=0 turns it off (set once at init) */
+/* Engine-wide, written by the engine thread, read by udpOffload(): segmented messages sent, pairs that fell back. */
+static uint64_t gso_sent, gso_fallbacks;
 
 static int flush_datagrams(struct pair *p, struct dir *d) {
   unsigned char *pt = d->buf + HDR;
@@ -296,6 +298,7 @@ static int flush_datagrams(struct pair *p, struct dir *d) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
       if (cnt[0] > 1 && (errno == EINVAL || errno == EIO || errno == EMSGSIZE || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
         p->gso = 0; /* no offload on this route: the same datagrams again, one by one */
+        __atomic_add_fetch(&gso_fallbacks, 1, __ATOMIC_RELAXED);
         continue;
       }
       /* the first message was refused (ECONNREFUSED, ENOBUFS, ...): drop its datagrams, go on */
@@ -303,11 +306,14 @@ static int flush_datagrams(struct pair *p, struct dir *d) {
       d->off += span[0];
       continue;
     }
+    uint64_t segmented = 0;
     for (int i = 0; i < sent; i++) {
       d->off += span[i];
       d->bytes += bytes[i];
       d->dgrams += cnt[i];
+      segmented += cnt[i] > 1;
     }
+    if (segmented) __atomic_add_fetch(&gso_sent, segmented, __ATOMIC_RELAXED);
   }
   return 1;
 }
@@ -967,6 +973,18 @@ static napi_value js_close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* udpOffload(): [segmented messages sent, pairs that fell back to single datagrams], since the process started. */
+static napi_value js_udp_offload(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value arr, v;
+  napi_create_array_with_length(env, 2, &arr);
+  napi_create_double(env, (double)__atomic_load_n(&gso_sent, __ATOMIC_RELAXED), &v);
+  napi_set_element(env, arr, 0, v);
+  napi_create_double(env, (double)__atomic_load_n(&gso_fallbacks, __ATOMIC_RELAXED), &v);
+  napi_set_element(env, arr, 1, v);
+  return arr;
+}
+
 /* abort(id): the pair ends with a reset on both sockets (no-op when already finished). */
 static napi_value js_abort(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1046,6 +1064,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"udpDrain", NULL, js_udp_drain, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"abort", NULL, js_abort, NULL, NULL, NULL, napi_default, NULL},
+      {"udpOffload", NULL, js_udp_offload, NULL, NULL, NULL, napi_default, NULL},
       {"firstByte", NULL, js_first_byte, NULL, NULL, NULL, napi_default, NULL},
       {"deferAccept", NULL, js_defer_accept, NULL, NULL, NULL, napi_default, NULL},
   };

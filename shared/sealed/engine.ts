@@ -45,6 +45,7 @@ interface Addon {
   udpDrain(fd: number): [Buffer, string, number][];
   closeFd(fd: number): void;
   abort(id: number): void;
+  udpOffload(): [number, number];
   firstByte(fd: number): number;
   deferAccept(fd: number, seconds: number): number;
 }
@@ -152,6 +153,15 @@ export class SealedEngine {
       this.pairs.delete(id);
       pair.settle({ up, down, code });
     });
+  }
+
+  /**
+   * UDP segmentation offload in datagram pairs since the process started: messages sent as
+   * several datagrams (`UDP_SEGMENT`), and pairs that fell back to one datagram a message.
+   */
+  udpOffload(): { segmented: number; fallbacks: number } {
+    const [segmented, fallbacks] = this.addon.udpOffload();
+    return { segmented, fallbacks };
   }
 
   /** Pairs handed over and not yet ended (tests check it is back to 0). */

@@ -307,6 +307,7 @@ if (!engine) {
       [...run(4, 20_000), ...run(2, 0), ...run(130, 1), ...run(1, 65_507), ...run(5, 9000)],
     ];
     const all = units.flat();
+    const before = engine.udpOffload();
     const got = collect(app, all.length);
     units.forEach((u, i) => peer.write(sealUnit(keys.b.up, i, frame(u))));
     const a = await got;
@@ -316,6 +317,8 @@ if (!engine) {
     t.equal(pair.datagramsDown, all.length, 'counted once each');
     t.equal(pair.down, all.reduce((n, d) => n + d.length, 0), 'payload bytes counted');
     t.equal(pair.drops, 0, 'nothing dropped');
+    const after = engine.udpOffload();
+    t.ok(after.segmented > before.segmented || after.fallbacks > before.fallbacks, `runs went as segmented messages (${after.segmented - before.segmented}), or offload was refused and the pair fell back`);
     pair.abort();
     await done;
   });
