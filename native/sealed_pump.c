@@ -100,6 +100,7 @@ struct pair {
   size_t unit;
   int udp;        /* a datagram pair: plain is a connected UDP socket */
   int gso;        /* datagram pairs: runs of equal datagrams go out as one segmented message */
+  size_t gso_max; /* datagram pairs: the largest datagram a run may be made of (the route's MTU allows it) */
   uint64_t drops; /* datagram pairs: datagrams the kernel refused on the UDP socket (dropped) */
   struct dir d[2];
   const unsigned char *pre; /* down: bytes JavaScript read off the data connection before handing over */
@@ -236,11 +237,31 @@ static int read_datagrams(struct pair *p, struct dir *d, int *drained) {
 #define GSO_SEGS 64       /* the kernel's UDP_MAX_SEGMENTS before 6.x raised it */
 #define GSO_BYTES 61440   /* one message's payload, well inside an IPv4 or IPv6 datagram */
 static int gso_allowed = 1; /* PORTICO_UDP_GSO=0 turns it off (set once at init) */
-/* Engine-wide, written by the engine thread, read by udpOffload(): segmented messages sent, pairs that fell back. */
-static uint64_t gso_sent, gso_fallbacks;
+/* Engine-wide, read by udpOffload(): segmented messages sent, pairs that fell back after a refusal,
+   pairs that started without offload (the kernel or the route has none). */
+static uint64_t gso_sent, gso_fallbacks, gso_unavailable;
+
+/*
+ * The largest datagram a run may be made of on a connected UDP socket, 0 for
+ * none: the kernel must know UDP_SEGMENT (a kernel that does not would
+ * ignore the option and send a run as one datagram, so it is asked first),
+ * and it refuses a segment larger than the route's MTU allows.
+ */
+static size_t gso_limit(int fd) {
+  int v, mtu;
+  socklen_t l = sizeof v;
+  if (getsockopt(fd, IPPROTO_UDP, UDP_SEGMENT, &v, &l) != 0) return 0;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) return 0;
+  l = sizeof mtu;
+  if (ss.ss_family == AF_INET6) return getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &l) == 0 && mtu > 48 ? (size_t)mtu - 48 : 0;
+  return getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &l) == 0 && mtu > 28 ? (size_t)mtu - 28 : 0;
+}
 
 static int flush_datagrams(struct pair *p, struct dir *d) {
   unsigned char *pt = d->buf + HDR;
+  int retried = 0; /* a refusal reported for an earlier datagram: the message at hand was not tried yet */
   while (d->off < d->len) {
     struct mmsghdr msgs[SEND_BATCH];
     struct iovec iov[SEND_IOVS];
@@ -264,7 +285,7 @@ static int flush_datagrams(struct pair *p, struct dir *d) {
       iov[ni].iov_base = pt + at + DGRAM_HDR;
       iov[ni++].iov_len = n;
       at += DGRAM_HDR + n;
-      if (p->gso && n > 0) {
+      if (p->gso && n > 0 && n <= p->gso_max) {
         while (c < GSO_SEGS && ni < SEND_IOVS && d->len - at >= DGRAM_HDR) {
           size_t m2 = ((size_t)pt[at] << 8) | pt[at + 1];
           if (d->len - at - DGRAM_HDR < m2 || m2 == 0 || m2 > n || total + m2 > GSO_BYTES) break;
@@ -301,11 +322,18 @@ static int flush_datagrams(struct pair *p, struct dir *d) {
         __atomic_add_fetch(&gso_fallbacks, 1, __ATOMIC_RELAXED);
         continue;
       }
-      /* the first message was refused (ECONNREFUSED, ENOBUFS, ...): drop its datagrams, go on */
+      /* ECONNREFUSED reports an ICMP error an earlier datagram got (and clears it): try once more */
+      if (errno == ECONNREFUSED && !retried) {
+        retried = 1;
+        continue;
+      }
+      /* the first message was refused (ENOBUFS, the app still gone, ...): drop its datagrams, go on */
       p->drops += cnt[0];
       d->off += span[0];
+      retried = 0;
       continue;
     }
+    retried = 0;
     uint64_t segmented = 0;
     for (int i = 0; i < sent; i++) {
       d->off += span[i];
@@ -821,6 +849,11 @@ static napi_value add_pair(napi_env env, napi_callback_info info, int udp) {
     free_pair(p);
     return fail(env, "cannot take over the sockets (dup failed)");
   }
+  if (p->gso) {
+    p->gso_max = gso_limit(p->plain);
+    p->gso = p->gso_max > 0;
+    if (!p->gso) __atomic_add_fetch(&gso_unavailable, 1, __ATOMIC_RELAXED);
+  }
   /* Every recv() and send() passes MSG_DONTWAIT: no fcntl() to make the copies non-blocking. */
   p->d[UP].in = p->plain;
   p->d[UP].out = p->sealed;
@@ -973,15 +1006,16 @@ static napi_value js_close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* udpOffload(): [segmented messages sent, pairs that fell back to single datagrams], since the process started. */
+/* udpOffload(): [segmented messages sent, pairs that fell back to single datagrams, pairs without offload], since the process started. */
 static napi_value js_udp_offload(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value arr, v;
-  napi_create_array_with_length(env, 2, &arr);
-  napi_create_double(env, (double)__atomic_load_n(&gso_sent, __ATOMIC_RELAXED), &v);
-  napi_set_element(env, arr, 0, v);
-  napi_create_double(env, (double)__atomic_load_n(&gso_fallbacks, __ATOMIC_RELAXED), &v);
-  napi_set_element(env, arr, 1, v);
+  const uint64_t *counts[3] = {&gso_sent, &gso_fallbacks, &gso_unavailable};
+  napi_create_array_with_length(env, 3, &arr);
+  for (uint32_t i = 0; i < 3; i++) {
+    napi_create_double(env, (double)__atomic_load_n(counts[i], __ATOMIC_RELAXED), &v);
+    napi_set_element(env, arr, i, v);
+  }
   return arr;
 }
 

@@ -45,7 +45,7 @@ interface Addon {
   udpDrain(fd: number): [Buffer, string, number][];
   closeFd(fd: number): void;
   abort(id: number): void;
-  udpOffload(): [number, number];
+  udpOffload(): [number, number, number];
   firstByte(fd: number): number;
   deferAccept(fd: number, seconds: number): number;
 }
@@ -157,11 +157,12 @@ export class SealedEngine {
 
   /**
    * UDP segmentation offload in datagram pairs since the process started: messages sent as
-   * several datagrams (`UDP_SEGMENT`), and pairs that fell back to one datagram a message.
+   * several datagrams (`UDP_SEGMENT`), pairs that fell back to one datagram a message after the
+   * kernel refused one, and pairs that started without it (no kernel support, or no MTU known).
    */
-  udpOffload(): { segmented: number; fallbacks: number } {
-    const [segmented, fallbacks] = this.addon.udpOffload();
-    return { segmented, fallbacks };
+  udpOffload(): { segmented: number; fallbacks: number; unavailable: number } {
+    const [segmented, fallbacks, unavailable] = this.addon.udpOffload();
+    return { segmented, fallbacks, unavailable };
   }
 
   /** Pairs handed over and not yet ended (tests check it is back to 0). */

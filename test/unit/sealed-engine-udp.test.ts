@@ -318,7 +318,11 @@ if (!engine) {
     t.equal(pair.down, all.reduce((n, d) => n + d.length, 0), 'payload bytes counted');
     t.equal(pair.drops, 0, 'nothing dropped');
     const after = engine.udpOffload();
-    t.ok(after.segmented > before.segmented || after.fallbacks > before.fallbacks, `runs went as segmented messages (${after.segmented - before.segmented}), or offload was refused and the pair fell back`);
+    if (after.unavailable > before.unavailable) t.comment('this kernel has no UDP segmentation offload: the runs went one datagram a message');
+    else {
+      t.ok(after.segmented > before.segmented, `runs went as segmented messages (${after.segmented - before.segmented})`);
+      t.equal(after.fallbacks, before.fallbacks, 'none refused on loopback');
+    }
     pair.abort();
     await done;
   });
