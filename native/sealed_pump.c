@@ -99,8 +99,7 @@ struct pair {
   int plain, sealed;
   size_t unit;
   int udp;        /* a datagram pair: plain is a connected UDP socket */
-  int gso;        /* datagram pairs: runs of equal datagrams go out as one segmented message */
-  size_t gso_max; /* datagram pairs: the largest datagram a run may be made of (the route's MTU allows it) */
+  size_t gso_max; /* datagram pairs: the largest datagram a run of equal ones may be made of (0: no offload) */
   uint64_t drops; /* datagram pairs: datagrams the kernel refused on the UDP socket (dropped) */
   struct dir d[2];
   const unsigned char *pre; /* down: bytes JavaScript read off the data connection before handing over */
@@ -224,7 +223,8 @@ static int read_datagrams(struct pair *p, struct dir *d, int *drained) {
  * one size (the last of a run may be shorter) goes as one message the kernel
  * cuts into those same datagrams: one pass down the stack instead of one per
  * datagram, and the receiver still reads them one by one. A message the
- * kernel refuses with an error is dropped and its datagrams counted; an
+ * kernel refuses with an error is dropped and its datagrams counted (after
+ * one retry when the error was an earlier datagram's ECONNREFUSED); an
  * error that says offload is not possible here turns it off for the pair and
  * the same datagrams go again singly. A full send buffer (EAGAIN) waits for
  * EPOLLOUT. Returns 1 when the unit is out, 0 when blocked, -1 on a malformed
@@ -285,7 +285,7 @@ static int flush_datagrams(struct pair *p, struct dir *d) {
       iov[ni].iov_base = pt + at + DGRAM_HDR;
       iov[ni++].iov_len = n;
       at += DGRAM_HDR + n;
-      if (p->gso && n > 0 && n <= p->gso_max) {
+      if (n > 0 && n <= p->gso_max) {
         while (c < GSO_SEGS && ni < SEND_IOVS && d->len - at >= DGRAM_HDR) {
           size_t m2 = ((size_t)pt[at] << 8) | pt[at + 1];
           if (d->len - at - DGRAM_HDR < m2 || m2 == 0 || m2 > n || total + m2 > GSO_BYTES) break;
@@ -318,7 +318,7 @@ static int flush_datagrams(struct pair *p, struct dir *d) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
       if (cnt[0] > 1 && (errno == EINVAL || errno == EIO || errno == EMSGSIZE || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
-        p->gso = 0; /* no offload on this route: the same datagrams again, one by one */
+        p->gso_max = 0; /* no offload on this route: the same datagrams again, one by one */
         __atomic_add_fetch(&gso_fallbacks, 1, __ATOMIC_RELAXED);
         continue;
       }
@@ -804,7 +804,6 @@ static napi_value add_pair(napi_env env, napi_callback_info info, int udp) {
   if (!p) return fail(env, "out of memory");
   p->id = id;
   p->udp = udp;
-  p->gso = udp && gso_allowed;
   p->unit = (size_t)unit;
   p->counters = tdata;
   p->plain = -1;
@@ -849,10 +848,9 @@ static napi_value add_pair(napi_env env, napi_callback_info info, int udp) {
     free_pair(p);
     return fail(env, "cannot take over the sockets (dup failed)");
   }
-  if (p->gso) {
+  if (udp && gso_allowed) {
     p->gso_max = gso_limit(p->plain);
-    p->gso = p->gso_max > 0;
-    if (!p->gso) __atomic_add_fetch(&gso_unavailable, 1, __ATOMIC_RELAXED);
+    if (p->gso_max == 0) __atomic_add_fetch(&gso_unavailable, 1, __ATOMIC_RELAXED);
   }
   /* Every recv() and send() passes MSG_DONTWAIT: no fcntl() to make the copies non-blocking. */
   p->d[UP].in = p->plain;

@@ -33,26 +33,23 @@ t.test('sealedPath refuses an id given twice on one TLS session with PROTOCOL_ER
   const dir = mkdtempSync(join(tmpdir(), 'portico-ids-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const certs = await ensureDevCerts(dir, 'localhost', 'connect01.localhost');
-  let relaySide: tls.TLSSocket | null = null;
-  const server = tls.createServer({ cert: certs.cert, key: certs.key }, (s) => {
-    relaySide = s;
-  });
+  const server = tls.createServer({ cert: certs.cert, key: certs.key });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as { port: number }).port;
+  const accepted = once(server, 'secureConnection') as Promise<[tls.TLSSocket]>;
   const agentSide = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: certs.ca });
-  await once(agentSide, 'secureConnect');
-  while (relaySide === null) await new Promise((r) => setImmediate(r));
+  const [[relaySide]] = await Promise.all([accepted, once(agentSide, 'secureConnect')]);
   t.teardown(async () => {
     agentSide.destroy();
-    (relaySide as tls.TLSSocket | null)?.destroy();
+    relaySide.destroy();
     await new Promise<void>((r) => server.close(() => r()));
   });
   // The engine is never touched by secrets(); the path only keeps it for the streams.
   const path = sealedPath({} as SealedEngine, agentSide);
   const id = newSealedId();
   const first = path.secrets(id);
-  t.same(first.proof, streamSecrets(relaySide as tls.TLSSocket, id).proof, 'both ends derive the same secrets');
+  t.same(first.proof, streamSecrets(relaySide, id).proof, 'both ends derive the same secrets');
   let err: unknown = null;
   try {
     path.secrets(Buffer.from(id));
